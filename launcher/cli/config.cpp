@@ -1,0 +1,182 @@
+#include "launcher/cli/config.h"
+
+#include <toml++/toml.h>
+
+#include <iostream>
+
+#include "common/error.h"
+#include "common/text.h"
+
+namespace ftune::cli {
+namespace {
+
+// The deepest subcommand chosen on the command line: config keys apply to it.
+std::vector<const CLI::App*> active_path(const CLI::App* root) {
+  std::vector<const CLI::App*> path;
+  const CLI::App* cur = root;
+  while (true) {
+    auto subs = cur->get_subcommands();
+    if (subs.empty()) break;
+    cur = subs.front();
+    path.push_back(cur);
+  }
+  return path;
+}
+
+std::vector<std::string> long_names(const CLI::App* cmd) {
+  std::vector<std::string> names;
+  for (const CLI::Option* opt : cmd->get_options())
+    for (const auto& n : opt->get_lnames()) names.push_back(n);
+  return names;
+}
+
+void flatten(const toml::table& table, const std::string& prefix,
+             std::vector<std::pair<std::string, const toml::node*>>& out) {
+  for (const auto& [key, node] : table) {
+    std::string name = prefix.empty() ? std::string(key.str()) : prefix + "." + std::string(key.str());
+    if (const auto* sub = node.as_table())
+      flatten(*sub, name, out);
+    else
+      out.emplace_back(name, &node);
+  }
+}
+
+std::string scalar_text(const toml::node& node) {
+  if (const auto* s = node.as_string()) return s->get();
+  if (const auto* b = node.as_boolean()) return b->get() ? "true" : "false";
+  if (const auto* i = node.as_integer()) return std::to_string(i->get());
+  if (const auto* f = node.as_floating_point()) return detail::toml_value(f->get());
+  if (const auto* d = node.as_date()) {
+    std::ostringstream os;
+    os << *d;
+    return os.str();
+  }
+  throw Error("unsupported TOML value at line " + std::to_string(node.source().begin.line) +
+              " (use a string, number, boolean or array)");
+}
+
+class TomlConfig : public CLI::Config {
+ public:
+  TomlConfig(const CLI::App* root, const std::string* file) : root_(root), file_(file) {}
+
+  std::string to_config(const CLI::App*, bool, bool, std::string) const override { return ""; }
+
+  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
+    std::string text((std::istreambuf_iterator<char>(input)), std::istreambuf_iterator<char>());
+    toml::table table;
+    try {
+      table = toml::parse(text, *file_);
+    } catch (const toml::parse_error& e) {
+      throw Error(*file_ + ":" + std::to_string(e.source().begin.line) + ": invalid TOML: " +
+                  std::string(e.description()));
+    }
+    auto path = active_path(root_);
+    if (path.empty()) throw Error("--config needs a subcommand, e.g. `ftune model init --config run.toml`");
+    std::vector<std::string> parents;
+    for (const auto* app : path) parents.push_back(app->get_name());
+    const CLI::App* cmd = path.back();
+    auto valid = long_names(cmd);
+
+    std::vector<std::pair<std::string, const toml::node*>> leaves;
+    flatten(table, "", leaves);
+    std::vector<CLI::ConfigItem> items;
+    for (const auto& [name, node] : leaves) {
+      check_known(name, *node, valid);
+      CLI::ConfigItem item;
+      item.parents = parents;
+      item.name = name;
+      if (const auto* arr = node->as_array()) {
+        for (const auto& el : *arr) item.inputs.push_back(scalar_text(el));
+      } else {
+        item.inputs.push_back(scalar_text(*node));
+      }
+      items.push_back(std::move(item));
+    }
+    return items;
+  }
+
+ private:
+  void check_known(const std::string& name, const toml::node& node,
+                   const std::vector<std::string>& valid) const {
+    if (std::find(valid.begin(), valid.end(), name) != valid.end()) return;
+    std::string msg = *file_ + ":" + std::to_string(node.source().begin.line) + ": unknown key '" +
+                      name + "' for `" + root_->get_name();
+    for (const auto* app : active_path(root_)) msg += " " + app->get_name();
+    msg += "`";
+    std::string near = closest_match(name, valid);
+    if (!near.empty()) msg += "; did you mean '" + near + "'?";
+    else msg += "; run with --help to list the keys";
+    throw Error(msg);
+  }
+
+  const CLI::App* root_;
+  const std::string* file_;  // never null: the --config option's value
+};
+
+std::string g_config_file;  // [path] value of --config, read by the formatter
+
+}  // namespace
+
+std::string SectionList::dump_toml() const {
+  std::string out;
+  for (const auto& s : sections_) out += "[" + s.name + "]\n" + s.dump() + "\n";
+  return out;
+}
+
+void install_toml_config(CLI::App& root) {
+  root.config_formatter(std::make_shared<TomlConfig>(&root, &g_config_file));
+  root.set_config("--config", "", "TOML config file; flags given on the command line win")
+      ->each([](const std::string& f) { g_config_file = f; });
+}
+
+CLI::App* CommandSet::group(CLI::App* parent, const std::string& name,
+                           const std::string& description) {
+  CLI::App* g = parent->add_subcommand(name, description);
+  g->fallthrough();
+  g->require_subcommand(1);
+  return g;
+}
+
+Command& CommandSet::add(CLI::App* parent, const std::string& name, const std::string& description) {
+  auto cmd = std::make_unique<Command>();
+  cmd->app = parent->add_subcommand(name, description);
+  // Lets `ftune model init --config x.toml` reach the root's --config option.
+  cmd->app->fallthrough();
+  cmd->app->add_flag("--dump-config", "print the resolved config as TOML and exit");
+  commands_.push_back(std::move(cmd));
+  return *commands_.back();
+}
+
+int CommandSet::run_selected(CLI::App& root) {
+  for (const auto& cmd : commands_) {
+    if (!cmd->app->parsed()) continue;
+    if (cmd->app->get_option("--dump-config")->count() > 0) {
+      std::cout << cmd->sections.dump_toml();
+      return 0;
+    }
+    return cmd->run ? cmd->run() : 0;
+  }
+  std::cerr << root.help();
+  return 2;
+}
+
+int report_parse_error(CLI::App& root, const CLI::ParseError& e) {
+  if (e.get_exit_code() == 0) return root.exit(e);  // --help
+  std::string msg = e.what();
+  if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) {
+    auto path = active_path(&root);
+    const CLI::App* cmd = path.empty() ? &root : path.back();
+    auto valid = long_names(cmd);
+    for (const auto& arg : root.remaining()) {
+      if (arg.rfind("--", 0) != 0) continue;
+      std::string key = arg.substr(2, arg.find('=') - 2);
+      std::string near = closest_match(key, valid);
+      msg += "\n  unknown flag --" + key +
+             (near.empty() ? "; see --help" : "; did you mean --" + near + "?");
+    }
+  }
+  std::cerr << "ftune: error: " << msg << "\n";
+  return e.get_exit_code() == 0 ? 2 : e.get_exit_code();
+}
+
+}  // namespace ftune::cli

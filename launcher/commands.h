@@ -1,0 +1,12 @@
+// The ftune subcommands, each registered by its own file so main stays thin.
+#pragma once
+
+#include "launcher/cli/config.h"
+
+namespace ftune {
+
+void register_model_commands(CLI::App& root, cli::CommandSet& commands);     // cmd_model.cpp
+void register_generate_command(CLI::App& root, cli::CommandSet& commands);   // cmd_generate.cpp
+void register_data_commands(CLI::App& root, cli::CommandSet& commands);      // cmd_data.cpp
+
+}  // namespace ftune

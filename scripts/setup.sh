@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian 12 machine: system packages, then a Python virtual
+# environment under the repo (.venv) with the pinned LibTorch wheel and the test oracles.
+# Python is a build-time source of LibTorch and a test-time oracle; ftune never needs it at run time.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+# The one place the LibTorch pin lives.
+TORCH_VERSION=2.11.0
+
+apt_pkgs=(build-essential cmake ninja-build ccache pkg-config git
+  openmpi-bin libopenmpi-dev libhdf5-dev libcli11-dev libgtest-dev nlohmann-json3-dev
+  libpcre2-dev libtomlplusplus-dev zlib1g-dev libzstd-dev
+  clang libclang-rt-14-dev python3 python3-venv python3-dev)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "[setup] installing Debian packages: ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+py_pkgs=("torch==${TORCH_VERSION}" "transformers>=4.45" peft "tokenizers>=0.20" safetensors h5py
+  tensorboard sentencepiece protobuf numpy)
+stamp=.venv/.ftune-setup-${TORCH_VERSION}
+if [ ! -f "$stamp" ]; then
+  echo "[setup] creating .venv with torch==${TORCH_VERSION} and the test oracles"
+  [ -x .venv/bin/python ] || python3 -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q "${py_pkgs[@]}"
+  touch "$stamp"
+fi
+echo "[setup] ok"

@@ -1,0 +1,140 @@
+// The config plumbing: flags from struct fields, TOML sections, precedence, unknown keys.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "common/error.h"
+#include "launcher/cli/config.h"
+#include "tests/support/test_support.h"
+
+namespace {
+
+struct OptimConfig {
+  double lr = 2e-5;
+  int warmup = 10;
+  bool fused = false;
+  std::string name = "adamw";
+  std::vector<int> milestones = {1, 2};
+  template <class F>
+  void fields(F&& f) {
+    f("lr", lr, "peak learning rate");
+    f("warmup", warmup, "warmup steps");
+    f("fused", fused, "use the fused kernel");
+    f("name", name, "optimizer");
+    f("milestones", milestones, "steps where the lr drops");
+  }
+};
+
+struct Harness {
+  CLI::App app{"test", "ftune"};
+  ftune::cli::CommandSet commands;
+  OptimConfig optim;
+  bool ran = false;
+  Harness() {
+    ftune::cli::install_toml_config(app);
+    CLI::App* group = ftune::cli::CommandSet::group(&app, "model", "group");
+    auto& cmd = commands.add(group, "init", "leaf");
+    ftune::cli::add_section(cmd.app, cmd.sections, "optim", optim);
+    cmd.run = [this] { ran = true; return 0; };
+  }
+  void parse(std::vector<std::string> args) {
+    std::vector<const char*> argv = {"ftune"};
+    for (auto& a : args) argv.push_back(a.c_str());
+    app.parse(static_cast<int>(argv.size()), const_cast<char**>(argv.data()));
+  }
+};
+
+TEST(CliConfig, DefaultsThenFileThenFlags) {
+  ftune::test::TempDir dir;
+  std::string toml = dir.file("run.toml");
+  ftune::test::write_file(toml, "[optim]\nlr = 0.004\nwarmup = 7\nfused = true\nmilestones = [5, 6, 7]\n");
+  {
+    Harness h;
+    h.parse({"model", "init"});
+    EXPECT_DOUBLE_EQ(h.optim.lr, 2e-5);
+    EXPECT_EQ(h.optim.warmup, 10);
+  }
+  {
+    Harness h;
+    h.parse({"model", "init", "--config", toml});
+    EXPECT_DOUBLE_EQ(h.optim.lr, 0.004);
+    EXPECT_EQ(h.optim.warmup, 7);
+    EXPECT_TRUE(h.optim.fused);
+    EXPECT_EQ(h.optim.milestones, (std::vector<int>{5, 6, 7}));
+  }
+  for (bool flag_first : {true, false}) {
+    Harness h;
+    if (flag_first)
+      h.parse({"model", "init", "--optim.lr", "0.9", "--config", toml});
+    else
+      h.parse({"model", "init", "--config", toml, "--optim.lr", "0.9"});
+    EXPECT_DOUBLE_EQ(h.optim.lr, 0.9) << "the command line wins over the file";
+    EXPECT_EQ(h.optim.warmup, 7);
+  }
+}
+
+TEST(CliConfig, UnknownKeyNamesFileLineAndSuggestion) {
+  ftune::test::TempDir dir;
+  std::string toml = dir.file("run.toml");
+  ftune::test::write_file(toml, "[optim]\nlr = 0.1\nwarmpu = 3\n");
+  Harness h;
+  try {
+    h.parse({"model", "init", "--config", toml});
+    FAIL() << "unknown key accepted";
+  } catch (const ftune::Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find(toml + ":3"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("optim.warmpu"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("did you mean 'optim.warmup'"), std::string::npos) << msg;
+  }
+}
+
+TEST(CliConfig, InvalidTomlNamesFileAndLine) {
+  ftune::test::TempDir dir;
+  std::string toml = dir.file("bad.toml");
+  ftune::test::write_file(toml, "[optim]\nlr = = 3\n");
+  Harness h;
+  try {
+    h.parse({"model", "init", "--config", toml});
+    FAIL() << "invalid TOML accepted";
+  } catch (const ftune::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(toml + ":2"), std::string::npos) << e.what();
+  }
+}
+
+TEST(CliConfig, UnknownFlagSuggestsClosest) {
+  Harness h;
+  try {
+    h.parse({"model", "init", "--optim.lrr", "3"});
+    FAIL() << "unknown flag accepted";
+  } catch (const CLI::ParseError& e) {
+    testing::internal::CaptureStderr();
+    int rc = ftune::cli::report_parse_error(h.app, e);
+    std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(rc, 0);
+    EXPECT_NE(err.find("did you mean --optim.lr?"), std::string::npos) << err;
+  }
+}
+
+TEST(CliConfig, DumpConfigPrintsResolvedToml) {
+  Harness h;
+  h.parse({"model", "init", "--optim.lr", "0.5", "--dump-config"});
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(h.commands.run_selected(h.app), 0);
+  std::string out = testing::internal::GetCapturedStdout();
+  EXPECT_FALSE(h.ran) << "--dump-config must not run the command";
+  EXPECT_NE(out.find("[optim]\nlr = 0.5\nwarmup = 10\nfused = false\nname = \"adamw\"\n"
+                     "milestones = [1, 2]\n"),
+            std::string::npos)
+      << out;
+}
+
+TEST(CliConfig, DuplicateFlagIsRejected) {
+  Harness h;
+  CLI::App* init = h.app.get_subcommand("model")->get_subcommand("init");
+  OptimConfig again;
+  ftune::cli::SectionList list;
+  EXPECT_THROW(ftune::cli::add_section(init, list, "optim", again), CLI::OptionAlreadyAdded);
+}
+
+}  // namespace
