@@ -12,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <functional>
 #include <iomanip>
 #include <memory>
@@ -63,12 +64,22 @@ class SectionList {
   std::vector<Section> sections_;
 };
 
+// Whether a section's fields also get a short flag: `max_new_tokens` -> `--max-new-tokens`,
+// for commands whose options are few and typed by hand (`ftune generate`).
+enum class ShortFlags { no, yes };
+
 // Registers cfg's fields as `--<section>.<name>` on cmd and remembers the section for dumping.
 template <class C>
-void add_section(CLI::App* cmd, SectionList& list, const std::string& section, C& cfg) {
+void add_section(CLI::App* cmd, SectionList& list, const std::string& section, C& cfg,
+                 ShortFlags short_flags = ShortFlags::no) {
   cfg.fields([&](const char* name, auto& value, const char* help) {
     using T = std::decay_t<decltype(value)>;
     std::string flag = "--" + section + "." + name;
+    if (short_flags == ShortFlags::yes) {
+      std::string dashed = name;
+      std::replace(dashed.begin(), dashed.end(), '_', '-');
+      flag += ",--" + dashed;
+    }
     if constexpr (std::is_same_v<T, bool>) {
       // `--x.flag` sets true; `--x.flag=false` and TOML `flag = false` work too.
       cmd->add_flag(flag, value, help)->default_str(value ? "true" : "false");

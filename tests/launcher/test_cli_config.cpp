@@ -25,6 +25,14 @@ struct OptimConfig {
   }
 };
 
+struct GenConfig {
+  int max_new_tokens = 4;
+  template <class F>
+  void fields(F&& f) {
+    f("max_new_tokens", max_new_tokens, "tokens to generate");
+  }
+};
+
 struct Harness {
   CLI::App app{"test", "ftune"};
   ftune::cli::CommandSet commands;
@@ -127,6 +135,18 @@ TEST(CliConfig, DumpConfigPrintsResolvedToml) {
                      "milestones = [1, 2]\n"),
             std::string::npos)
       << out;
+}
+
+TEST(CliConfig, ShortFlagsAliasDottedOnes) {
+  CLI::App app{"test", "ftune"};
+  ftune::cli::CommandSet commands;
+  GenConfig gen;
+  auto& cmd = commands.add(&app, "generate", "leaf");
+  ftune::cli::add_section(cmd.app, cmd.sections, "generate", gen, ftune::cli::ShortFlags::yes);
+  const char* argv[] = {"ftune", "generate", "--max-new-tokens", "9"};
+  app.parse(4, const_cast<char**>(argv));
+  EXPECT_EQ(gen.max_new_tokens, 9);
+  EXPECT_NE(cmd.app->get_option_no_throw("--generate.max_new_tokens"), nullptr);
 }
 
 TEST(CliConfig, DuplicateFlagIsRejected) {
