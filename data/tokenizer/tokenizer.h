@@ -1,0 +1,56 @@
+// Hugging Face-compatible tokenizers, no LibTorch: loads `tokenizer.json` (and
+// `tokenizer_config.json` beside it for special tokens and the chat template) and encodes and
+// decodes exactly as the `tokenizers` library does, for byte-level BPE (Llama 3, Qwen2, GPT-2)
+// and SentencePiece-style BPE with byte fallback (Llama 2, Mistral).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace ftune::data {
+
+class Tokenizer {
+ public:
+  // `path` is a tokenizer.json file or a directory holding one. Throws ftune::Error naming the
+  // file and the unsupported or malformed part (e.g. a WordPiece or Unigram model).
+  static std::shared_ptr<const Tokenizer> load(const std::string& path);
+  ~Tokenizer();
+
+  // As `tokenizers`' encode(text, add_special_tokens=...): added/special tokens in the text are
+  // matched as whole tokens where the reference matches them. Thread-safe (const).
+  std::vector<int32_t> encode(std::string_view text, bool add_special_tokens) const;
+  // Appends to `out` (no per-call allocation once `out` has capacity).
+  void encode_into(std::string_view text, bool add_special_tokens, std::vector<int32_t>& out) const;
+  // As `tokenizers`' decode(ids, skip_special_tokens=...). Ids out of range throw ftune::Error.
+  std::string decode(const std::vector<int32_t>& ids, bool skip_special_tokens) const;
+
+  int32_t vocab_size() const;  // including added tokens: max id + 1
+  std::optional<int32_t> token_to_id(std::string_view token) const;
+  std::string id_to_token(int32_t id) const;
+  bool is_special(int32_t id) const;
+
+  // From tokenizer_config.json (falling back to the post-processor's template).
+  std::optional<int32_t> bos_id() const;
+  std::optional<int32_t> eos_id() const;
+  std::optional<int32_t> pad_id() const;
+  const std::string& bos_token() const;  // "" when none
+  const std::string& eos_token() const;
+  const std::string& chat_template() const;  // "" when the config has none
+
+  // SHA-256 (hex) of the tokenizer.json bytes: written into every token shard and compared
+  // when a run reads shards, so shards from another tokenizer are refused.
+  const std::string& hash() const;
+  const std::string& path() const;  // the tokenizer.json that was loaded
+
+  struct Impl;
+
+ private:
+  explicit Tokenizer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ftune::data
