@@ -108,6 +108,8 @@ struct TensorView {
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   const void* data = nullptr;
+  // numel * dtype size; throws ftune::Error for a negative dimension or a size past 64 bits.
+  uint64_t nbytes() const;
 };
 
 // Writes one safetensors file (header padded with spaces to 8-byte alignment), atomically:
