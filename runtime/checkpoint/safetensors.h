@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "runtime/checkpoint/posix_file.h"
+
 namespace ftune::st {
 
 enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
@@ -20,6 +22,10 @@ enum class DType { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
 size_t dtype_size(DType dtype);                 // [bytes per element]
 const char* dtype_name(DType dtype);            // "BF16"
 DType parse_dtype(const std::string& name);     // throws ftune::Error naming the bad dtype
+
+// Headers beyond this are refused before parsing (the Python `safetensors` library uses the
+// same limit), so a corrupt length prefix cannot make us allocate gigabytes.
+constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
 struct TensorInfo {
   std::string name;
@@ -41,7 +47,7 @@ class SafetensorsFile {
   ~SafetensorsFile();
 
   const std::string& path() const { return path_; }
-  const std::vector<TensorInfo>& tensors() const { return tensors_; }  // in file order
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }  // by data offset
   const TensorInfo* find(const std::string& name) const;               // null if absent
   const std::map<std::string, std::string>& metadata() const { return metadata_; }
 
@@ -54,10 +60,10 @@ class SafetensorsFile {
   SafetensorsFile() = default;
   std::string path_;
   std::vector<TensorInfo> tensors_;
-  std::map<std::string, size_t> index_;
+  std::map<std::string, size_t> index_;  // name -> position in tensors_
   std::map<std::string, std::string> metadata_;
-  int fd_ = -1;
-  const uint8_t* map_ = nullptr;  // whole file, read-only
+  detail::UniqueFd fd_;   // kept open for read_range
+  detail::Mapping map_;   // whole file, read-only
   uint64_t file_size_ = 0;
   uint64_t data_start_ = 0;  // [bytes] 8 + header length
 };
@@ -67,6 +73,14 @@ class SafetensorsFile {
 // file in messages.
 void parse_header(const std::string& json, uint64_t data_size, const std::string& origin,
                   std::vector<TensorInfo>& tensors, std::map<std::string, std::string>& metadata);
+
+// Validates a whole file held in memory: the 8-byte length prefix (at least 8 bytes, header
+// length within the file and under kMaxHeaderBytes), then parse_header on the rest. Returns
+// the offset of the data section. SafetensorsFile::open runs it on its mapping; the fuzz target
+// runs it on arbitrary bytes.
+uint64_t parse_file_bytes(const uint8_t* bytes, uint64_t size, const std::string& origin,
+                          std::vector<TensorInfo>& tensors,
+                          std::map<std::string, std::string>& metadata);
 
 // A Hugging Face checkpoint directory: `model.safetensors`, or the shards listed in
 // `model.safetensors.index.json` (weight_map: tensor -> file). Opening checks that every
@@ -94,15 +108,20 @@ struct TensorView {
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   const void* data = nullptr;
+  // numel * dtype size; throws ftune::Error for a negative dimension or a size past 64 bits.
+  uint64_t nbytes() const;
 };
 
 // Writes one safetensors file (header padded with spaces to 8-byte alignment), atomically:
-// temp name, then rename.
+// temp name, fsync, then rename. Tensors are laid out by element size, largest first (the
+// caller's order within a size), so every tensor is aligned to its element size.
 void write_file(const std::string& path, const std::vector<TensorView>& tensors,
                 const std::map<std::string, std::string>& metadata = {});
 
-// Writes a HF checkpoint into dir: one `model.safetensors` when it fits in max_shard_bytes,
-// else `model-0000k-of-0000n.safetensors` files plus `model.safetensors.index.json`.
+// Writes a HF checkpoint into dir (created if missing): one `model.safetensors` when it fits in
+// max_shard_bytes, else `model-0000k-of-0000n.safetensors` files (filled greedily in the given
+// order; a tensor over the limit gets a shard of its own) plus `model.safetensors.index.json`,
+// written last. A single-file write removes a stale index so that it cannot shadow the new file.
 void write_checkpoint(const std::string& dir, const std::vector<TensorView>& tensors,
                       uint64_t max_shard_bytes = 5'000'000'000ULL,
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
