@@ -72,8 +72,7 @@ std::vector<std::vector<TensorView>> plan_shards(const std::vector<TensorView>& 
   std::vector<std::vector<TensorView>> shards(1);
   uint64_t used = 0;
   for (const auto& t : tensors) {
-    uint64_t n = dtype_size(t.dtype);
-    for (int64_t d : t.shape) n *= static_cast<uint64_t>(d < 0 ? 0 : d);
+    const uint64_t n = t.nbytes();
     if (!shards.back().empty() && used + n > max_bytes) {
       shards.emplace_back();
       used = 0;
@@ -167,6 +166,16 @@ void Checkpoint::require(const std::vector<std::string>& required) const {
 
 void write_checkpoint(const std::string& dir, const std::vector<TensorView>& tensors, uint64_t max_shard_bytes,
                       const std::map<std::string, std::string>& metadata) {
+  // Checked across shards here; write_file only sees one shard's names.
+  std::set<std::string> names;
+  for (const auto& t : tensors) {
+    if (!names.insert(t.name).second) throw Error(dir + ": tensor '" + t.name + "' is given twice");
+    try {
+      t.nbytes();
+    } catch (const Error& e) {
+      throw Error(dir + ": " + e.what());
+    }
+  }
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw Error(dir + ": cannot create checkpoint directory: " + ec.message());
@@ -185,9 +194,7 @@ void write_checkpoint(const std::string& dir, const std::vector<TensorView>& ten
     write_file(join_path(dir, name), shards[k], metadata);
     for (const auto& t : shards[k]) {
       weight_map[t.name] = name;
-      uint64_t n = dtype_size(t.dtype);
-      for (int64_t d : t.shape) n *= static_cast<uint64_t>(d);
-      total += n;
+      total += t.nbytes();
     }
   }
   // The index goes last: once it exists, every shard it names is complete.

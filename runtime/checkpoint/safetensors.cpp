@@ -102,14 +102,20 @@ std::vector<int64_t> parse_shape(const json& j, const std::string& origin, const
   return shape;
 }
 
-// numel * element size, or throws when it does not fit in 64 bits.
-uint64_t expected_nbytes(const TensorInfo& t, const std::string& origin) {
-  uint64_t n = dtype_size(t.dtype);
-  for (int64_t d : t.shape) {
-    if (__builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) {
-      fail_tensor(origin, t.name, "shape is too large: its byte size overflows 64 bits");
-    }
+// numel * element size of a validated (non-negative) shape; false when it overflows 64 bits.
+// The one place that turns dtype and shape into a byte count.
+bool shape_nbytes(DType dtype, const std::vector<int64_t>& shape, uint64_t* out) {
+  uint64_t n = dtype_size(dtype);
+  for (int64_t d : shape) {
+    if (__builtin_mul_overflow(n, static_cast<uint64_t>(d), &n)) return false;
   }
+  *out = n;
+  return true;
+}
+
+uint64_t expected_nbytes(const TensorInfo& t, const std::string& origin) {
+  uint64_t n = 0;
+  if (!shape_nbytes(t.dtype, t.shape, &n)) fail_tensor(origin, t.name, "shape is too large: its byte size overflows 64 bits");
   return n;
 }
 
@@ -180,24 +186,19 @@ void check_coverage(std::vector<TensorInfo>& tensors, uint64_t data_size, const 
   }
 }
 
-uint64_t view_nbytes(const TensorView& t, const std::string& path) {
-  TensorInfo info;
-  info.name = t.name;
-  info.dtype = t.dtype;
-  info.shape = t.shape;
-  return expected_nbytes(info, path);
-}
-
 // The writer's checks: a file it writes must pass its own reader.
 void check_views(const std::vector<TensorView>& tensors, const std::string& path) {
   std::map<std::string, int> seen;
   for (const auto& t : tensors) {
     if (t.name == "__metadata__") fail(path, "'__metadata__' is reserved and cannot name a tensor");
     if (++seen[t.name] > 1) fail(path, "tensor '" + t.name + "' is given twice");
-    for (int64_t d : t.shape) {
-      if (d < 0) fail_tensor(path, t.name, "negative dimension " + std::to_string(d) + " in shape");
+    uint64_t n = 0;
+    try {
+      n = t.nbytes();
+    } catch (const Error& e) {
+      fail(path, e.what());
     }
-    if (view_nbytes(t, path) > 0 && t.data == nullptr) fail_tensor(path, t.name, "data is null");
+    if (n > 0 && t.data == nullptr) fail_tensor(path, t.name, "data is null");
   }
 }
 
@@ -209,7 +210,7 @@ std::string build_header(const std::vector<const TensorView*>& order,
   if (!metadata.empty()) header["__metadata__"] = metadata;
   uint64_t offset = 0;
   for (const TensorView* t : order) {
-    const uint64_t n = view_nbytes(*t, path);
+    const uint64_t n = t->nbytes();
     header[t->name] = {{"dtype", dtype_name(t->dtype)}, {"shape", t->shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
@@ -243,6 +244,15 @@ DType parse_dtype(const std::string& name) {
   const DTypeEntry* e = lookup_dtype(name);
   if (e == nullptr) throw Error("unknown safetensors dtype '" + name + "' (known: " + known_dtypes() + ")");
   return e->dtype;
+}
+
+uint64_t TensorView::nbytes() const {
+  for (int64_t d : shape) {
+    if (d < 0) throw Error("tensor '" + name + "': negative dimension " + std::to_string(d) + " in shape");
+  }
+  uint64_t n = 0;
+  if (!shape_nbytes(dtype, shape, &n)) throw Error("tensor '" + name + "': shape is too large: its byte size overflows 64 bits");
+  return n;
 }
 
 int64_t TensorInfo::numel() const {
@@ -349,7 +359,7 @@ void write_file(const std::string& path, const std::vector<TensorView>& tensors,
   detail::AtomicFile out(path);
   out.write(prefix, sizeof prefix);
   out.write(header.data(), header.size());
-  for (const TensorView* t : order) out.write(t->data, view_nbytes(*t, path));
+  for (const TensorView* t : order) out.write(t->data, t->nbytes());
   out.commit();
 }
 

@@ -108,15 +108,20 @@ struct TensorView {
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
   const void* data = nullptr;
+  // numel * dtype size; throws ftune::Error for a negative dimension or a size past 64 bits.
+  uint64_t nbytes() const;
 };
 
 // Writes one safetensors file (header padded with spaces to 8-byte alignment), atomically:
-// temp name, then rename.
+// temp name, fsync, then rename. Tensors are laid out by element size, largest first (the
+// caller's order within a size), so every tensor is aligned to its element size.
 void write_file(const std::string& path, const std::vector<TensorView>& tensors,
                 const std::map<std::string, std::string>& metadata = {});
 
-// Writes a HF checkpoint into dir: one `model.safetensors` when it fits in max_shard_bytes,
-// else `model-0000k-of-0000n.safetensors` files plus `model.safetensors.index.json`.
+// Writes a HF checkpoint into dir (created if missing): one `model.safetensors` when it fits in
+// max_shard_bytes, else `model-0000k-of-0000n.safetensors` files (filled greedily in the given
+// order; a tensor over the limit gets a shard of its own) plus `model.safetensors.index.json`,
+// written last. A single-file write removes a stale index so that it cannot shadow the new file.
 void write_checkpoint(const std::string& dir, const std::vector<TensorView>& tensors,
                       uint64_t max_shard_bytes = 5'000'000'000ULL,
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});

@@ -162,6 +162,17 @@ TEST_F(SafetensorsErrors, WriteDuplicateTensorName) {
   EXPECT_NE(::access(path_.c_str(), F_OK), 0) << "a refused write must leave no file";
 }
 
+TEST_F(SafetensorsErrors, WriteNegativeShape) {
+  float x = 1;
+  EXPECT_THAT(error_of([&] { write_file(path_, {{"x", DType::F32, {2, -1}, &x}}); }),
+              HasSubstr(path_ + ": tensor 'x': negative dimension -1 in shape"));
+}
+
+TEST_F(SafetensorsErrors, WriteNullDataForNonEmptyTensor) {
+  EXPECT_THAT(error_of([&] { write_file(path_, {{"x", DType::BF16, {3}, nullptr}}); }),
+              HasSubstr(path_ + ": tensor 'x': data is null"));
+}
+
 // ---- checkpoint directories ---------------------------------------------------------------
 
 class CheckpointErrors : public SafetensorsErrors {
@@ -223,6 +234,16 @@ TEST_F(CheckpointErrors, RequireNamesEveryMissingTensor) {
   EXPECT_THAT(msg, HasSubstr(dir_.path() + ": checkpoint lacks 3 of 5 required tensors:\n"
                                            "  model.norm.weight\n  lm_head.weight\n  x"));
   EXPECT_NO_THROW(ck.require({"a", "b"}));
+}
+
+TEST_F(CheckpointErrors, WriteDuplicateNameAcrossShards) {
+  // With a 4-byte limit each tensor gets its own shard, so only the checkpoint writer can see
+  // that the name repeats; the index would otherwise silently keep one of them.
+  ftune::test::TempDir out;
+  EXPECT_THAT(error_of([&] {
+                write_checkpoint(out.path(), {{"a", DType::F32, {1}, two_}, {"a", DType::F32, {1}, two_ + 1}}, 4);
+              }),
+              HasSubstr(out.path() + ": tensor 'a' is given twice"));
 }
 
 TEST_F(CheckpointErrors, InfoOfMissingTensorSuggestsClosest) {
