@@ -8,6 +8,8 @@
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 
+#include <torch/autograd.h>
+
 #include "runtime/checkpoint/hf_checkpoint.h"
 #include "runtime/generate.h"
 #include "runtime/model/llama.h"
@@ -168,6 +170,54 @@ TEST_F(ModelTest, LayerRunnerWrapsEveryLayer) {
   });
   EXPECT_TRUE(at::equal(plain, m->forward(ids)));
   EXPECT_EQ(seen, (std::vector<size_t>{0, 1}));
+}
+
+// Activation checkpointing through the LayerRunner seam: forward keeps only the layer's input
+// (and the shared RoPE tables), backward recomputes the layer with grad and back-propagates
+// through it. Gradients must equal those of the plain run.
+CausalLM* g_model = nullptr;  // the Function finds its layer by index
+int g_layer_calls = 0;
+
+struct RecomputeLayer : torch::autograd::Function<RecomputeLayer> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden,
+                            int64_t index, const at::Tensor& cos, const at::Tensor& sin) {
+    ctx->save_for_backward({hidden});
+    ctx->saved_data["index"] = index;
+    ctx->saved_data["cos"] = cos;
+    ctx->saved_data["sin"] = sin;
+    ++g_layer_calls;
+    LayerContext lc{cos, sin};
+    return g_model->layer(index)->forward(hidden, lc);  // grad mode is off here
+  }
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    at::Tensor h = ctx->get_saved_variables()[0].detach().requires_grad_(true);
+    LayerContext lc{ctx->saved_data["cos"].toTensor(), ctx->saved_data["sin"].toTensor()};
+    at::AutoGradMode with_grad(true);
+    ++g_layer_calls;
+    at::Tensor out = g_model->layer(ctx->saved_data["index"].toInt())->forward(h, lc);
+    torch::autograd::backward({out}, {grads[0]});  // accumulates the layer's parameter grads
+    return {h.grad(), at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+TEST_F(ModelTest, LayerRunnerSupportsRecomputeInBackward) {
+  auto m = tiny("tiny-llama");
+  g_model = m.get();
+  at::Tensor ids = random_ids(m->config(), 2, 6);
+  m->forward(ids).logsumexp(-1).mean().backward();
+  std::vector<at::Tensor> plain;
+  for (auto& p : m->parameters()) plain.push_back(p.grad().clone());
+  m->zero_grad();
+  m->set_layer_runner([](DecoderLayer& layer, const at::Tensor& h, const LayerContext& ctx) {
+    EXPECT_TRUE(ctx.is_causal && !ctx.attn_mask.defined() && ctx.cache == nullptr);
+    return RecomputeLayer::apply(h, static_cast<int64_t>(layer->index()), ctx.cos, ctx.sin);
+  });
+  m->forward(ids).logsumexp(-1).mean().backward();
+  EXPECT_EQ(g_layer_calls, 4);  // each of the 2 layers: once forward, once in backward
+  auto params = m->parameters();
+  for (size_t i = 0; i < params.size(); ++i)
+    EXPECT_LT(max_abs_diff(plain[i], params[i].grad()), 1e-6) << i;
 }
 
 // Prefill in chunks, then one token at a time, must give the full forward's logits; Mistral's
