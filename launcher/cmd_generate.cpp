@@ -14,8 +14,9 @@ void register_generate_command(CLI::App& root, cli::CommandSet& commands) {
   cli::add_section(cmd.app, cmd.sections, "generate", *cfg, cli::ShortFlags::yes);
   cmd.run = [cfg] {
     std::vector<int64_t> ids = model::run_generate(*cfg);
+    const char* sep = cfg->json ? ", " : " ";
     std::string list;
-    for (size_t i = 0; i < ids.size(); ++i) list += (i ? (cfg->json ? ", " : " ") : "") + std::to_string(ids[i]);
+    for (size_t i = 0; i < ids.size(); ++i) list += (i ? sep : "") + std::to_string(ids[i]);
     // Text stays null until a tokenizer can decode the ids.
     if (cfg->json) std::cout << "{\"ids\": [" << list << "], \"text\": null}\n";
     else std::cout << list << "\n";

@@ -59,6 +59,19 @@ TEST(ModelCli, InfoFromConfigAloneDescribes70B) {
   EXPECT_TRUE(contains(info.output, "bfloat16")) << info.output;
 }
 
+TEST(ModelCli, InitFromConfigJsonInAnotherDtype) {
+  test::TempDir dir;
+  ASSERT_EQ(run_ftune("model init --model.preset tiny-mistral --model.config_only --out " +
+                      shell_quote(dir.file("cfg"))).exit_code, 0);
+  auto init = run_ftune("model init --model.config " + shell_quote(dir.file("cfg/config.json")) +
+                        " --model.dtype bfloat16 --out " + shell_quote(dir.file("m")));
+  ASSERT_EQ(init.exit_code, 0) << init.output;
+  auto info = run_ftune("model info --model " + shell_quote(dir.file("m")));
+  EXPECT_TRUE(contains(info.output, "MistralForCausalLM")) << info.output;
+  EXPECT_TRUE(contains(info.output, "sliding window:  16")) << info.output;
+  EXPECT_TRUE(contains(info.output, "BF16:")) << info.output;
+}
+
 TEST(ModelCli, UnsupportedArchitectureIsRefusedClearly) {
   test::TempDir dir;
   test::write_file(dir.file("config.json"),
