@@ -1,5 +1,34 @@
+// `ftune model init` and `ftune model info`: write a random HF model, describe one.
+#include <iostream>
+#include <memory>
+
 #include "launcher/commands.h"
+#include "runtime/tasks.h"
 
 namespace ftune {
-void register_model_commands(CLI::App&, cli::CommandSet&) {}
+
+void register_model_commands(CLI::App& root, cli::CommandSet& commands) {
+  CLI::App* group = cli::CommandSet::group(&root, "model", "create and inspect model directories");
+
+  auto init = std::make_shared<model::ModelInitConfig>();
+  auto out = std::make_shared<std::string>();
+  cli::Command& init_cmd =
+      commands.add(group, "init", "write a randomly initialised Hugging Face model directory");
+  init_cmd.app->add_option("--out", *out, "directory to write")->required();
+  cli::add_section(init_cmd.app, init_cmd.sections, "model", *init);
+  init_cmd.run = [init, out] {
+    std::cout << model::init_model_dir(*init, *out) << "\n";
+    return 0;
+  };
+
+  auto dir = std::make_shared<std::string>();
+  cli::Command& info_cmd = commands.add(
+      group, "info", "architecture, shapes, parameter count and bytes (config.json suffices)");
+  info_cmd.app->add_option("--model", *dir, "HF model directory")->required();
+  info_cmd.run = [dir] {
+    std::cout << model::describe_model_dir(*dir);
+    return 0;
+  };
+}
+
 }  // namespace ftune

@@ -1,5 +1,6 @@
 #include "tests/support/test_support.h"
 
+#include <ftw.h>
 #include <sys/wait.h>
 
 #include <array>
@@ -18,9 +19,15 @@ TempDir::TempDir() {
   path_ = tmpl;
 }
 
+namespace {
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
+}  // namespace
+
 TempDir::~TempDir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
+  // Not std::filesystem::remove_all: libtorch.so exports its own copy of that function, built
+  // against an older libstdc++, and in binaries that link LibTorch it wins and crashes (null
+  // call inside remove_all). nftw is plain libc.
+  ::nftw(path_.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 ProcessResult run_shell(const std::string& command) {

@@ -1,0 +1,174 @@
+#include "runtime/checkpoint/hf_checkpoint.h"
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+
+#include "common/error.h"
+
+namespace ftune::model {
+namespace fs = std::filesystem;
+
+namespace {
+struct DTypeRow {
+  st::DType st;
+  at::ScalarType torch;
+  const char* hf;  // nullptr: not a weight dtype ftune stores
+};
+// The single dtype table; everything else looks things up here.
+constexpr DTypeRow kDTypes[] = {
+    {st::DType::F32, at::kFloat, "float32"},   {st::DType::BF16, at::kBFloat16, "bfloat16"},
+    {st::DType::F16, at::kHalf, "float16"},    {st::DType::F64, at::kDouble, nullptr},
+    {st::DType::I64, at::kLong, nullptr},      {st::DType::I32, at::kInt, nullptr},
+    {st::DType::I16, at::kShort, nullptr},     {st::DType::I8, at::kChar, nullptr},
+    {st::DType::U8, at::kByte, nullptr},       {st::DType::BOOL, at::kBool, nullptr},
+};
+}  // namespace
+
+at::ScalarType to_scalar_type(st::DType dtype) {
+  for (const auto& row : kDTypes)
+    if (row.st == dtype) return row.torch;
+  throw Error(std::string("unsupported safetensors dtype ") + st::dtype_name(dtype));
+}
+
+st::DType to_st_dtype(at::ScalarType dtype) {
+  for (const auto& row : kDTypes)
+    if (row.torch == dtype) return row.st;
+  throw Error(std::string("no safetensors dtype for ") + c10::toString(dtype));
+}
+
+at::ScalarType parse_scalar_type(const std::string& hf_name) {
+  for (const auto& row : kDTypes)
+    if (row.hf != nullptr && hf_name == row.hf) return row.torch;
+  throw Error("unsupported dtype '" + hf_name + "'; use float32, bfloat16 or float16");
+}
+
+std::string hf_dtype_name(at::ScalarType dtype) {
+  for (const auto& row : kDTypes)
+    if (row.hf != nullptr && row.torch == dtype) return row.hf;
+  throw Error(std::string("dtype ") + c10::toString(dtype) + " is not a weight dtype");
+}
+
+const std::vector<std::string>& tokenizer_files() {
+  static const std::vector<std::string> files = {"tokenizer.json", "tokenizer_config.json",
+                                                 "special_tokens_map.json",
+                                                 "generation_config.json"};
+  return files;
+}
+
+namespace {
+
+void check_shapes(const st::Checkpoint& ckpt,
+                  const std::vector<std::pair<std::string, at::Tensor>>& params,
+                  const std::string& dir) {
+  std::string mismatches;
+  for (const auto& [name, p] : params) {
+    const auto& shape = ckpt.info(name).shape;
+    if (std::vector<int64_t>(p.sizes().begin(), p.sizes().end()) != shape) {
+      mismatches += "\n  " + name + ": checkpoint " + c10::str(at::IntArrayRef(shape)) +
+                    ", config.json implies " + c10::str(p.sizes());
+    }
+  }
+  if (!mismatches.empty())
+    throw Error(dir + ": tensor shapes do not match config.json:" + mismatches);
+}
+
+void report_unexpected(const st::Checkpoint& ckpt,
+                       const std::vector<std::pair<std::string, at::Tensor>>& params,
+                       bool tied, const std::string& dir) {
+  std::set<std::string> wanted;
+  for (const auto& [name, p] : params) wanted.insert(name);
+  std::vector<std::string> extra;
+  for (const auto& name : ckpt.names()) {
+    // Old checkpoints store the (recomputed) RoPE table; tied heads may be stored too.
+    if (wanted.count(name) || name.find("rotary_emb.inv_freq") != std::string::npos) continue;
+    if (tied && name == "lm_head.weight") continue;
+    extra.push_back(name);
+  }
+  if (extra.empty()) return;
+  std::cerr << "[model] warning: " << dir << ": ignoring " << extra.size()
+            << " tensor(s) the model does not use, e.g. " << extra.front() << "\n";
+}
+
+}  // namespace
+
+void load_weights(CausalLM& model, const std::string& dir) {
+  st::Checkpoint ckpt = st::Checkpoint::open(dir);
+  auto params = model.base_parameters();
+  std::vector<std::string> names;
+  for (const auto& [name, p] : params) names.push_back(name);
+  ckpt.require(names);  // one error naming every missing tensor
+  check_shapes(ckpt, params, dir);
+  report_unexpected(ckpt, params, model.config().tie_word_embeddings, dir);
+  at::NoGradGuard no_grad;
+  for (auto& [name, p] : params) {
+    const st::TensorInfo& info = ckpt.info(name);
+    // Zero-copy view of the mapped bytes; copy_ converts dtype and moves to p's device.
+    void* bytes = const_cast<uint8_t*>(ckpt.file_of(name).data(info));
+    at::Tensor src = at::from_blob(bytes, info.shape, at::TensorOptions(to_scalar_type(info.dtype)));
+    p.copy_(src);
+  }
+}
+
+std::shared_ptr<CausalLM> load_model(const std::string& dir, const torch::TensorOptions& options) {
+  ModelConfig cfg = load_model_dir_config(dir);
+  auto model = std::make_shared<CausalLM>(cfg, options);
+  load_weights(*model, dir);
+  return model;
+}
+
+namespace {
+
+void write_json(const std::string& path, const nlohmann::json& j) {
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  if (!out) throw Error("cannot write " + path);
+}
+
+// Copies the tokenizer files found in `from`; writes a generation_config.json from the model
+// config when none was copied, so generate() finds its EOS ids as transformers does.
+void write_side_files(const ModelConfig& cfg, const std::string& from, const std::string& dir) {
+  bool have_generation_config = false;
+  if (!from.empty() && fs::absolute(from) != fs::absolute(dir)) {
+    for (const auto& name : tokenizer_files()) {
+      fs::path src = fs::path(from) / name;
+      if (!fs::exists(src)) continue;
+      fs::copy_file(src, fs::path(dir) / name, fs::copy_options::overwrite_existing);
+      have_generation_config |= name == "generation_config.json";
+    }
+  }
+  if (have_generation_config || fs::exists(fs::path(dir) / "generation_config.json")) return;
+  nlohmann::json g = {{"_from_model_config", true}};
+  if (cfg.bos_token_id) g["bos_token_id"] = *cfg.bos_token_id;
+  if (cfg.eos_token_ids.size() == 1) g["eos_token_id"] = cfg.eos_token_ids[0];
+  else if (!cfg.eos_token_ids.empty()) g["eos_token_id"] = cfg.eos_token_ids;
+  write_json((fs::path(dir) / "generation_config.json").string(), g);
+}
+
+}  // namespace
+
+void save_model(CausalLM& model, const std::string& dir, const SaveOptions& options) {
+  auto params = model.base_parameters();
+  FTUNE_CHECK(!params.empty(), "model has no parameters");
+  at::ScalarType dtype = options.dtype.empty() ? params.front().second.scalar_type()
+                                               : parse_scalar_type(options.dtype);
+  // CPU copies in the stored dtype stay alive until the write returns (views borrow them).
+  std::vector<at::Tensor> keep;
+  std::vector<st::TensorView> views;
+  keep.reserve(params.size());
+  for (const auto& [name, p] : params) {
+    keep.push_back(p.detach().to(at::kCPU, dtype).contiguous());
+    const at::Tensor& t = keep.back();
+    views.push_back({name, to_st_dtype(dtype), std::vector<int64_t>(t.sizes().begin(), t.sizes().end()),
+                     t.data_ptr()});
+  }
+  fs::create_directories(dir);
+  st::write_checkpoint(dir, views, options.max_shard_bytes);
+  ModelConfig cfg = model.config();
+  cfg.dtype = hf_dtype_name(dtype);
+  write_json((fs::path(dir) / "config.json").string(), cfg.to_json());
+  write_side_files(cfg, options.tokenizer_dir, dir);
+}
+
+}  // namespace ftune::model

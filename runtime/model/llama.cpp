@@ -1,0 +1,314 @@
+#include "runtime/model/llama.h"
+
+#include <cmath>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "common/error.h"
+#include "common/text.h"
+
+namespace ftune::model {
+
+// ---- building blocks --------------------------------------------------------------------------
+
+LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const torch::TensorOptions& o)
+    : in_features(in), out_features(out) {
+  weight = register_parameter("weight", torch::empty({out, in}, o));
+  if (with_bias) bias = register_parameter("bias", torch::empty({out}, o));
+}
+
+Tensor LinearImpl::forward(const Tensor& x) {
+  Tensor y = at::linear(x, weight, bias.defined() ? std::optional<Tensor>(bias) : std::nullopt);
+  return adapter_ ? adapter_->forward(x, y, *this) : y;
+}
+
+void LinearImpl::set_adapter(std::shared_ptr<LinearAdapter> adapter, const std::string& name) {
+  if (named_children().contains(name)) {
+    replace_module(name, adapter);
+  } else {
+    register_module(name, adapter);
+  }
+  adapter_ = std::move(adapter);
+}
+
+RMSNormImpl::RMSNormImpl(int64_t dim, double eps_, const torch::TensorOptions& o) : eps(eps_) {
+  weight = register_parameter("weight", torch::empty({dim}, o));
+}
+
+Tensor RMSNormImpl::forward(const Tensor& x) {
+  // Reduced-precision inputs are normalised in float32 (HF's LlamaRMSNorm does the same),
+  // so bf16 runs match the reference.
+  Tensor xf = x.to(at::kFloat);
+  Tensor var = xf.pow(2).mean(-1, /*keepdim=*/true);
+  xf = xf * at::rsqrt(var + eps);
+  return weight * xf.to(x.scalar_type());
+}
+
+EmbeddingImpl::EmbeddingImpl(int64_t vocab, int64_t dim, const torch::TensorOptions& o) {
+  weight = register_parameter("weight", torch::empty({vocab, dim}, o));
+}
+
+RotaryEmbedding::RotaryEmbedding(const ModelConfig& cfg) {
+  const int64_t dim = cfg.head_dim;
+  const RopeConfig& r = cfg.rope;
+  // Same float32 arithmetic as HF's _compute_default_rope_parameters.
+  Tensor exponents = at::arange(0, dim, 2, at::kLong).to(at::kFloat) / static_cast<double>(dim);
+  Tensor inv_freq = 1.0 / at::pow(r.theta, exponents);
+  if (r.type == RopeType::kLinear) inv_freq = inv_freq / r.factor;
+  if (r.type == RopeType::kLlama3) {
+    // Llama 3.1: long wavelengths are slowed by `factor`, short ones kept, and the band in
+    // between interpolated smoothly.
+    const double old_ctx = static_cast<double>(r.original_max_position_embeddings);
+    const double low_wavelen = old_ctx / r.low_freq_factor;
+    const double high_wavelen = old_ctx / r.high_freq_factor;
+    Tensor wavelen = 2 * M_PI / inv_freq;
+    Tensor scaled = at::where(wavelen > low_wavelen, inv_freq / r.factor, inv_freq);
+    Tensor smooth = (old_ctx / wavelen - r.low_freq_factor) /
+                    (r.high_freq_factor - r.low_freq_factor);
+    Tensor smoothed = (1 - smooth) * scaled / r.factor + smooth * scaled;
+    Tensor medium = at::logical_not(wavelen < high_wavelen).logical_and(
+        at::logical_not(wavelen > low_wavelen));
+    inv_freq = at::where(medium, smoothed, scaled);
+  }
+  inv_freq_ = inv_freq.contiguous();
+}
+
+std::pair<Tensor, Tensor> RotaryEmbedding::cos_sin(const Tensor& positions,
+                                                   at::ScalarType dtype) const {
+  Tensor inv = inv_freq_.to(positions.device());
+  Tensor freqs = positions.to(at::kFloat).unsqueeze(-1) * inv;  // [.., T, D/2]
+  Tensor emb = at::cat({freqs, freqs}, -1);                      // [.., T, D]
+  return {emb.cos().to(dtype), emb.sin().to(dtype)};
+}
+
+KVCache::KVCache(const ModelConfig& cfg, int64_t batch, int64_t capacity,
+                 const torch::TensorOptions& o)
+    : capacity_(capacity) {
+  for (int64_t i = 0; i < cfg.num_layers; ++i) {
+    k_.push_back(torch::empty({batch, cfg.num_kv_heads, capacity, cfg.head_dim}, o));
+    v_.push_back(torch::empty({batch, cfg.num_kv_heads, capacity, cfg.head_dim}, o));
+  }
+}
+
+std::pair<Tensor, Tensor> KVCache::append(size_t layer, const Tensor& k, const Tensor& v) {
+  const int64_t t = k.size(2);
+  if (length_ + t > capacity_)
+    throw Error("KV cache full: " + std::to_string(length_) + " + " + std::to_string(t) +
+                " tokens exceed its capacity of " + std::to_string(capacity_));
+  k_.at(layer).narrow(2, length_, t).copy_(k);
+  v_.at(layer).narrow(2, length_, t).copy_(v);
+  return {k_[layer].narrow(2, 0, length_ + t), v_[layer].narrow(2, 0, length_ + t)};
+}
+
+void KVCache::advance(int64_t tokens) { length_ += tokens; }
+
+namespace {
+Tensor rotate_half(const Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+Tensor apply_rope(const Tensor& x, const Tensor& cos, const Tensor& sin) {
+  // x [B, heads, T, D]; cos/sin [T, D] or [B, T, D] -> broadcast over heads.
+  Tensor c = cos.dim() == 3 ? cos.unsqueeze(1) : cos;
+  Tensor s = sin.dim() == 3 ? sin.unsqueeze(1) : sin;
+  return x * c + rotate_half(x) * s;
+}
+}  // namespace
+
+AttentionImpl::AttentionImpl(const ModelConfig& c, const torch::TensorOptions& o)
+    : num_heads_(c.num_heads), num_kv_heads_(c.num_kv_heads), head_dim_(c.head_dim) {
+  q_proj = register_module("q_proj", Linear(c.hidden_size, c.q_dim(), c.qkv_bias, o));
+  k_proj = register_module("k_proj", Linear(c.hidden_size, c.kv_dim(), c.qkv_bias, o));
+  v_proj = register_module("v_proj", Linear(c.hidden_size, c.kv_dim(), c.qkv_bias, o));
+  o_proj = register_module("o_proj", Linear(c.q_dim(), c.hidden_size, c.o_bias, o));
+}
+
+Tensor AttentionImpl::forward(const Tensor& x, const LayerContext& ctx, size_t layer_index) {
+  const int64_t b = x.size(0), t = x.size(1);
+  Tensor q = q_proj(x).view({b, t, num_heads_, head_dim_}).transpose(1, 2);
+  Tensor k = k_proj(x).view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
+  Tensor v = v_proj(x).view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
+  q = apply_rope(q, ctx.cos, ctx.sin);
+  k = apply_rope(k, ctx.cos, ctx.sin);
+  if (ctx.cache != nullptr) std::tie(k, v) = ctx.cache->append(layer_index, k, v);
+  std::optional<Tensor> mask;
+  if (ctx.attn_mask.defined()) mask = ctx.attn_mask;
+  // enable_gqa lets the kernel share each kv head across its query group without copying.
+  Tensor out = at::scaled_dot_product_attention(q, k, v, mask, 0.0,
+                                                !mask && ctx.is_causal, std::nullopt,
+                                                /*enable_gqa=*/num_heads_ != num_kv_heads_);
+  return o_proj(out.transpose(1, 2).reshape({b, t, num_heads_ * head_dim_}));
+}
+
+MLPImpl::MLPImpl(const ModelConfig& c, const torch::TensorOptions& o) {
+  gate_proj = register_module("gate_proj",
+                              Linear(c.hidden_size, c.intermediate_size, c.mlp_bias, o));
+  up_proj = register_module("up_proj", Linear(c.hidden_size, c.intermediate_size, c.mlp_bias, o));
+  down_proj = register_module("down_proj",
+                              Linear(c.intermediate_size, c.hidden_size, c.mlp_bias, o));
+}
+
+Tensor MLPImpl::forward(const Tensor& x) { return down_proj(at::silu(gate_proj(x)) * up_proj(x)); }
+
+DecoderLayerImpl::DecoderLayerImpl(const ModelConfig& c, size_t index,
+                                   const torch::TensorOptions& o)
+    : index_(index) {
+  input_layernorm = register_module("input_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, o));
+  self_attn = register_module("self_attn", Attention(c, o));
+  post_attention_layernorm =
+      register_module("post_attention_layernorm", RMSNorm(c.hidden_size, c.rms_norm_eps, o));
+  mlp = register_module("mlp", MLP(c, o));
+}
+
+Tensor DecoderLayerImpl::forward(const Tensor& hidden, const LayerContext& ctx) {
+  Tensor h = hidden + self_attn->forward(input_layernorm(hidden), ctx, index_);
+  return h + mlp(post_attention_layernorm(h));
+}
+
+BackboneImpl::BackboneImpl(const ModelConfig& c, const torch::TensorOptions& o) {
+  embed_tokens = register_module("embed_tokens", Embedding(c.vocab_size, c.hidden_size, o));
+  layers = register_module("layers", torch::nn::ModuleList());
+  for (int64_t i = 0; i < c.num_layers; ++i) layers->push_back(DecoderLayer(c, i, o));
+  norm = register_module("norm", RMSNorm(c.hidden_size, c.rms_norm_eps, o));
+}
+
+// ---- the whole model --------------------------------------------------------------------------
+
+CausalLM::CausalLM(ModelConfig cfg, const torch::TensorOptions& options)
+    : cfg_(std::move(cfg)), rope_(cfg_) {
+  backbone_ = register_module("model", Backbone(cfg_, options));
+  for (size_t i = 0; i < backbone_->layers->size(); ++i)
+    layers_.emplace_back(backbone_->layers->ptr<DecoderLayerImpl>(i));
+  if (!cfg_.tie_word_embeddings)
+    lm_head_ = register_module("lm_head", Linear(cfg_.hidden_size, cfg_.vocab_size, false, options));
+  set_layer_runner(nullptr);
+}
+
+void CausalLM::set_layer_runner(LayerRunner runner) {
+  if (!runner) {
+    runner = [](DecoderLayer& layer, const Tensor& hidden, const LayerContext& ctx) {
+      return layer->forward(hidden, ctx);
+    };
+  }
+  runner_ = std::move(runner);
+}
+
+LayerContext CausalLM::make_context(const Tensor& ids, KVCache* cache,
+                                    at::ScalarType dtype) const {
+  LayerContext ctx;
+  ctx.cache = cache;
+  const int64_t t = ids.size(1);
+  const int64_t past = cache ? cache->length() : 0;
+  Tensor pos = at::arange(past, past + t, ids.options().dtype(at::kLong));
+  std::tie(ctx.cos, ctx.sin) = rope_.cos_sin(pos, dtype);
+  const bool windowed = cfg_.sliding_window && past + t > *cfg_.sliding_window;
+  if (past == 0 && !windowed) return ctx;  // plain causal: the fast kernels apply
+  if (t == 1 && !windowed) {
+    ctx.is_causal = false;  // one new token sees every cached one
+    return ctx;
+  }
+  // Query i sits at position past + i and sees keys j <= past + i (and, with a sliding
+  // window w, j > past + i - w, as in HF's Mistral mask).
+  Tensor q_pos = pos.unsqueeze(1);
+  Tensor k_pos = at::arange(0, past + t, pos.options()).unsqueeze(0);
+  Tensor mask = k_pos <= q_pos;
+  if (cfg_.sliding_window) mask = mask.logical_and(k_pos > q_pos - *cfg_.sliding_window);
+  ctx.attn_mask = mask;
+  return ctx;
+}
+
+Tensor CausalLM::hidden_states(const Tensor& ids, KVCache* cache) {
+  if (ids.dim() != 2) throw Error("token ids must be [batch, tokens]");
+  Tensor h = backbone_->embed_tokens(ids);
+  LayerContext ctx = make_context(ids, cache, h.scalar_type());
+  for (auto& layer : layers_) h = runner_(layer, h, ctx);
+  if (cache) cache->advance(ids.size(1));
+  return backbone_->norm(h);
+}
+
+Tensor CausalLM::logits(const Tensor& hidden) {
+  if (cfg_.tie_word_embeddings) return at::linear(hidden, backbone_->embed_tokens->weight);
+  return lm_head_(hidden);
+}
+
+Tensor CausalLM::forward(const Tensor& ids, KVCache* cache) {
+  return logits(hidden_states(ids, cache));
+}
+
+std::vector<std::pair<std::string, Linear>> CausalLM::named_linears() {
+  std::vector<std::pair<std::string, Linear>> out;
+  for (auto& layer : layers_) {
+    std::string p = "model.layers." + std::to_string(layer->index()) + ".";
+    auto& a = layer->self_attn;
+    auto& m = layer->mlp;
+    out.insert(out.end(), {{p + "self_attn.q_proj", a->q_proj},
+                           {p + "self_attn.k_proj", a->k_proj},
+                           {p + "self_attn.v_proj", a->v_proj},
+                           {p + "self_attn.o_proj", a->o_proj},
+                           {p + "mlp.gate_proj", m->gate_proj},
+                           {p + "mlp.up_proj", m->up_proj},
+                           {p + "mlp.down_proj", m->down_proj}});
+  }
+  return out;
+}
+
+Linear CausalLM::find_linear(const std::string& name) {
+  std::vector<std::string> names;
+  for (auto& [n, linear] : named_linears()) {
+    if (n == name) return linear;
+    names.push_back(n);
+  }
+  std::string hint = closest_match(name, names);
+  throw Error("no linear module named '" + name + "'" +
+              (hint.empty() ? "" : " (did you mean '" + hint + "'?)"));
+}
+
+std::vector<std::pair<std::string, Tensor>> CausalLM::base_parameters() {
+  // parameter_shapes() is the one list of HF tensor names; adapters never appear in it.
+  auto all = named_parameters(/*recurse=*/true);
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (const auto& s : parameter_shapes(cfg_)) {
+    const Tensor* t = all.find(s.name);
+    FTUNE_CHECK(t != nullptr, "model lacks parameter " + s.name);
+    out.emplace_back(s.name, *t);
+  }
+  return out;
+}
+
+std::vector<ParameterUnit> CausalLM::parameter_units() {
+  std::vector<ParameterUnit> units;
+  units.push_back({"model.embed_tokens",
+                   {{"model.embed_tokens.weight", backbone_->embed_tokens->weight}}});
+  for (auto& layer : layers_) {
+    std::string prefix = "model.layers." + std::to_string(layer->index());
+    ParameterUnit unit{prefix, {}};
+    for (const auto& item : layer->named_parameters(/*recurse=*/true))
+      unit.params.emplace_back(prefix + "." + item.key(), item.value());
+    units.push_back(std::move(unit));
+  }
+  ParameterUnit head{"head", {{"model.norm.weight", backbone_->norm->weight}}};
+  if (!cfg_.tie_word_embeddings) head.params.emplace_back("lm_head.weight", lm_head_->weight);
+  units.push_back(std::move(head));
+  return units;
+}
+
+void CausalLM::init_weights(uint64_t seed) {
+  at::NoGradGuard no_grad;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  for (auto& [name, p] : base_parameters()) {
+    const bool is_norm = name.find("norm.weight") != std::string::npos;
+    const bool is_bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    Tensor v;
+    if (is_norm) {
+      v = at::ones(p.sizes(), at::kFloat);
+    } else if (is_bias) {
+      v = at::zeros(p.sizes(), at::kFloat);
+    } else {
+      v = at::empty(p.sizes(), at::kFloat).normal_(0.0, cfg_.initializer_range, gen);
+    }
+    p.copy_(v);
+  }
+}
+
+}  // namespace ftune::model

@@ -1,0 +1,215 @@
+// Decoder-only Llama-family model (Llama 2/3.x, Mistral, Qwen2) in LibTorch.
+//
+// Parameter names match Hugging Face (`model.layers.0.self_attn.q_proj.weight`). The model
+// knows layers, not ranks; three seams let later work wrap it without editing it:
+//  - sharding: `layer(i)` and `parameter_units()` give each decoder layer's named parameters;
+//  - adapters: every projection is a `model::Linear` found by its HF name (`find_linear`) and
+//    `Linear::set_adapter` adds LoRA/DoRA/IA3 on top of the frozen base output;
+//  - recomputation: the model runs each layer through a `LayerRunner` the caller may replace
+//    (activation checkpointing, gather-before-forward); the default just calls the layer.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/modulelist.h>
+
+#include "runtime/model/config.h"
+
+namespace ftune::model {
+
+using torch::Tensor;
+
+class LinearImpl;
+
+// Something added to a projection's output (LoRA, DoRA, IA3). Sees the input, the frozen base
+// output and the base module (DoRA needs its weight); returns the projection's new output.
+class LinearAdapter : public torch::nn::Module {
+ public:
+  virtual Tensor forward(const Tensor& x, const Tensor& base_out, const LinearImpl& base) = 0;
+};
+
+// y = x W^T + b, with an optional adapter. Our own module (not torch::nn::Linear) so that the
+// adapter slot is part of every projection and the bias is truly absent when HF has none.
+class LinearImpl : public torch::nn::Module {
+ public:
+  LinearImpl(int64_t in_features, int64_t out_features, bool bias,
+             const torch::TensorOptions& options);
+  Tensor forward(const Tensor& x);
+  // Registers the adapter as a submodule under `name` (so its parameters are named
+  // `<linear>.<name>.*`); replaces an earlier one of the same name.
+  void set_adapter(std::shared_ptr<LinearAdapter> adapter, const std::string& name = "adapter");
+  const std::shared_ptr<LinearAdapter>& adapter() const { return adapter_; }
+
+  Tensor weight;  // [out, in]
+  Tensor bias;    // [out]; undefined when the checkpoint has none
+  int64_t in_features, out_features;
+
+ private:
+  std::shared_ptr<LinearAdapter> adapter_;
+};
+TORCH_MODULE(Linear);
+
+class RMSNormImpl : public torch::nn::Module {
+ public:
+  RMSNormImpl(int64_t dim, double eps, const torch::TensorOptions& options);
+  Tensor forward(const Tensor& x);  // normalises in float32, as HF does, then casts back
+  Tensor weight;  // [dim]
+  double eps;
+};
+TORCH_MODULE(RMSNorm);
+
+class EmbeddingImpl : public torch::nn::Module {
+ public:
+  EmbeddingImpl(int64_t vocab, int64_t dim, const torch::TensorOptions& options);
+  Tensor forward(const Tensor& ids) { return at::embedding(weight, ids); }
+  Tensor weight;  // [vocab, dim]
+};
+TORCH_MODULE(Embedding);
+
+// RoPE frequencies for one config (default, linear or llama3 scaling), kept in float32.
+class RotaryEmbedding {
+ public:
+  explicit RotaryEmbedding(const ModelConfig& cfg);
+  // cos and sin for positions [T] or [B, T] (int64): [.., T, head_dim] in `dtype` on
+  // positions' device.
+  std::pair<Tensor, Tensor> cos_sin(const Tensor& positions, at::ScalarType dtype) const;
+  const Tensor& inv_freq() const { return inv_freq_; }  // [head_dim / 2], float32, CPU
+
+ private:
+  Tensor inv_freq_;
+};
+
+// Keys and values of earlier tokens, one pair per layer, preallocated to `capacity` tokens.
+class KVCache {
+ public:
+  KVCache(const ModelConfig& cfg, int64_t batch, int64_t capacity,
+          const torch::TensorOptions& options);
+  int64_t length() const { return length_; }      // [tokens] already stored
+  int64_t capacity() const { return capacity_; }  // [tokens]
+  // Stores k, v [B, Hkv, T, D] at [length, length + T) of layer i and returns that layer's
+  // keys and values [B, Hkv, length + T, D]. `advance(T)` commits after all layers ran.
+  std::pair<Tensor, Tensor> append(size_t layer, const Tensor& k, const Tensor& v);
+  void advance(int64_t tokens);
+
+ private:
+  std::vector<Tensor> k_, v_;  // per layer [B, Hkv, capacity, D]
+  int64_t length_ = 0;
+  int64_t capacity_ = 0;
+};
+
+// What every layer of one forward pass shares; built once by the model.
+struct LayerContext {
+  Tensor cos, sin;            // [.., T, head_dim] in the compute dtype
+  Tensor attn_mask;           // bool [T, past + T], true = attend; undefined = plain causal
+  bool is_causal = true;      // used when attn_mask is undefined
+  KVCache* cache = nullptr;   // null in training
+};
+
+class AttentionImpl : public torch::nn::Module {
+ public:
+  AttentionImpl(const ModelConfig& cfg, const torch::TensorOptions& options);
+  Tensor forward(const Tensor& x, const LayerContext& ctx, size_t layer_index);
+  Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+
+ private:
+  int64_t num_heads_, num_kv_heads_, head_dim_;
+};
+TORCH_MODULE(Attention);
+
+class MLPImpl : public torch::nn::Module {
+ public:
+  MLPImpl(const ModelConfig& cfg, const torch::TensorOptions& options);
+  Tensor forward(const Tensor& x);  // down(silu(gate(x)) * up(x))
+  Linear gate_proj{nullptr}, up_proj{nullptr}, down_proj{nullptr};
+};
+TORCH_MODULE(MLP);
+
+class DecoderLayerImpl : public torch::nn::Module {
+ public:
+  DecoderLayerImpl(const ModelConfig& cfg, size_t index, const torch::TensorOptions& options);
+  Tensor forward(const Tensor& hidden, const LayerContext& ctx);
+  size_t index() const { return index_; }
+  RMSNorm input_layernorm{nullptr}, post_attention_layernorm{nullptr};
+  Attention self_attn{nullptr};
+  MLP mlp{nullptr};
+
+ private:
+  size_t index_;
+};
+TORCH_MODULE(DecoderLayer);
+
+// `model.*` in HF naming: embeddings, decoder layers, final norm.
+class BackboneImpl : public torch::nn::Module {
+ public:
+  BackboneImpl(const ModelConfig& cfg, const torch::TensorOptions& options);
+  Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};
+  RMSNorm norm{nullptr};
+};
+TORCH_MODULE(Backbone);
+
+// The parameters of one sharding unit: a decoder layer, the embeddings, or the head.
+struct ParameterUnit {
+  std::string name;                                   // "model.layers.3"
+  std::vector<std::pair<std::string, Tensor>> params;  // full HF names
+};
+
+class CausalLM : public torch::nn::Module {
+ public:
+  // Runs one decoder layer on `hidden` [B, T, H]. Replace it to wrap layers (sharded gather,
+  // activation checkpointing); it must return what `layer->forward(hidden, ctx)` returns.
+  using LayerRunner = std::function<Tensor(DecoderLayer& layer, const Tensor& hidden,
+                                           const LayerContext& ctx)>;
+
+  // Parameters are allocated with `options` (dtype, device; kMeta for no memory) and left
+  // uninitialised: call init_weights() or load a checkpoint.
+  CausalLM(ModelConfig cfg, const torch::TensorOptions& options = {});
+
+  // ids [B, T] int64 -> logits [B, T, vocab]. With a cache, the ids continue what the cache
+  // holds and the cache advances by T.
+  Tensor forward(const Tensor& ids, KVCache* cache = nullptr);
+  // The final normalised hidden states [B, T, H], for callers that compute the loss in chunks.
+  Tensor hidden_states(const Tensor& ids, KVCache* cache = nullptr);
+  Tensor logits(const Tensor& hidden);  // [.., H] -> [.., vocab]
+
+  void set_layer_runner(LayerRunner runner);
+  const ModelConfig& config() const { return cfg_; }
+  const RotaryEmbedding& rope() const { return rope_; }
+
+  size_t num_layers() const { return layers_.size(); }
+  DecoderLayer& layer(size_t i) { return layers_.at(i); }
+  Backbone& backbone() { return backbone_; }
+  Linear& lm_head() { return lm_head_; }  // empty holder when embeddings are tied
+
+  // The seven projections of every layer, by HF module name ("model.layers.0.mlp.up_proj").
+  std::vector<std::pair<std::string, Linear>> named_linears();
+  Linear find_linear(const std::string& name);  // throws ftune::Error naming close matches
+
+  // The HF checkpoint tensors in HF order (no adapter parameters); the tied head is absent.
+  std::vector<std::pair<std::string, Tensor>> base_parameters();
+  // Units for sharding: "model.embed_tokens", "model.layers.<i>" each, and "head"
+  // (model.norm, plus lm_head when untied; a tied head lives in the embedding unit).
+  std::vector<ParameterUnit> parameter_units();
+
+  // HF's initialisation: normal(0, initializer_range) for matrices, ones for norms, zero
+  // biases; deterministic for a seed (drawn on the CPU in float32, then copied).
+  void init_weights(uint64_t seed);
+
+ private:
+  LayerContext make_context(const Tensor& ids, KVCache* cache, at::ScalarType dtype) const;
+
+  ModelConfig cfg_;
+  RotaryEmbedding rope_;
+  Backbone backbone_{nullptr};
+  Linear lm_head_{nullptr};
+  std::vector<DecoderLayer> layers_;
+  LayerRunner runner_;
+};
+
+}  // namespace ftune::model

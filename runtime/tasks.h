@@ -1,0 +1,78 @@
+// Torch-free entry points for the `ftune model ...` and `ftune generate` commands, so launcher
+// code parses flags without compiling LibTorch headers. Each command's options are one config
+// struct listing its fields once (see launcher/cli/config.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ftune::model {
+
+// `ftune model init`: a randomly initialised HF model directory.
+struct ModelInitConfig {
+  std::string preset = "tiny-llama";
+  std::string config;  // a config.json to use instead of the preset
+  int64_t seed = 0;
+  std::string dtype;   // float32 | bfloat16 | float16; "" = the preset's / config's
+  bool config_only = false;
+  int64_t max_shard_mb = 5000;  // [MB] per safetensors shard
+
+  template <class F>
+  void fields(F&& f) {
+    f("preset", preset, "named shape: tiny-llama, tiny-llama3, tiny-qwen2, tiny-mistral, "
+                        "llama-3.2-1b, llama-3.2-3b, llama-3.1-8b, llama-3.1-70b");
+    f("config", config, "HF config.json to initialise instead of a preset");
+    f("seed", seed, "random seed for the weights");
+    f("dtype", dtype, "stored dtype: float32, bfloat16 or float16 (default: the preset's)");
+    f("config_only", config_only, "write config.json only, no weights (for `model info`)");
+    f("max_shard_mb", max_shard_mb, "largest safetensors shard [MB]");
+  }
+};
+
+// Writes the model into out_dir; returns a one-line summary.
+std::string init_model_dir(const ModelInitConfig& cfg, const std::string& out_dir);
+
+// `ftune model info`: architecture, shapes, parameter count and bytes by dtype, from
+// config.json alone when the directory has no weights.
+std::string describe_model_dir(const std::string& dir);
+
+// `ftune generate`.
+struct GenerateConfig {
+  std::string model;       // HF model directory
+  std::string prompt;      // text (needs a tokenizer)
+  std::string prompt_ids;  // "1,5,9"
+  int64_t max_new_tokens = 32;
+  bool greedy = false;
+  double temperature = 1.0;
+  double top_p = 1.0;
+  int64_t top_k = 0;
+  int64_t seed = 0;
+  bool json = false;
+  std::string device = "cpu";
+  std::string dtype = "float32";
+
+  template <class F>
+  void fields(F&& f) {
+    f("model", model, "HF model directory (config.json + safetensors)");
+    f("prompt", prompt, "prompt text (needs tokenizer support)");
+    f("prompt_ids", prompt_ids, "prompt as comma-separated token ids, e.g. 1,5,9");
+    f("max_new_tokens", max_new_tokens, "most tokens to generate");
+    f("greedy", greedy, "always take the most likely token (else sample)");
+    f("temperature", temperature, "sampling temperature (> 0)");
+    f("top_p", top_p, "nucleus sampling: smallest set with this probability mass (1 = off)");
+    f("top_k", top_k, "sample among the k most likely tokens (0 = off)");
+    f("seed", seed, "sampling seed");
+    f("json", json, "print {\"ids\": [...], \"text\": ...} instead of the ids");
+    f("device", device, "cpu or cuda[:N]");
+    f("dtype", dtype, "compute dtype: float32, bfloat16 or float16");
+  }
+};
+
+// Parses "1,5,9"; throws ftune::Error naming the bad item.
+std::vector<int64_t> parse_token_ids(const std::string& text);
+
+// Runs generation and returns the new token ids.
+std::vector<int64_t> run_generate(const GenerateConfig& cfg);
+
+}  // namespace ftune::model
