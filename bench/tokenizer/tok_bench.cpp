@@ -28,11 +28,12 @@ std::vector<std::string> read_texts(const std::string& path) {
   return texts;
 }
 
-// Encodes texts[i] for i = first, first + stride, ... into ids[i]; returns the token count.
+// Encodes texts[begin, end) into ids[begin, end); returns the token count. Each thread takes
+// a contiguous range so that threads do not write neighbouring vector headers.
 size_t encode_range(const ftune::data::Tokenizer& tok, const std::vector<std::string>& texts,
-                    size_t first, size_t stride, std::vector<std::vector<int32_t>>& ids) {
+                    size_t begin, size_t end, std::vector<std::vector<int32_t>>& ids) {
   size_t tokens = 0;
-  for (size_t i = first; i < texts.size(); i += stride) {
+  for (size_t i = begin; i < end; ++i) {
     ids[i].clear();
     tok.encode_into(texts[i], false, ids[i]);
     tokens += ids[i].size();
@@ -49,7 +50,8 @@ double time_encode(const ftune::data::Tokenizer& tok, const std::vector<std::str
     std::vector<size_t> counts(threads, 0);
     std::vector<std::thread> pool;
     for (size_t t = 0; t < threads; ++t) {
-      pool.emplace_back([&, t] { counts[t] = encode_range(tok, texts, t, threads, ids); });
+      const size_t begin = texts.size() * t / threads, end = texts.size() * (t + 1) / threads;
+      pool.emplace_back([&, t, begin, end] { counts[t] = encode_range(tok, texts, begin, end, ids); });
     }
     for (auto& th : pool) th.join();
     best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());

@@ -76,6 +76,30 @@ def make_llama3(out, text):
                  chat_template="{% for m in messages %}{{ m['content'] }}{% endfor %}")
 
 
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def make_qwen2(out, text):
+    """Qwen2 style: NFC normalizer, single-digit split, ByteLevel, no BOS."""
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(text, trainer)
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    # A normalized added token whose NFC form differs: matched and decoded in that form.
+    tok.add_tokens([AddedToken("nai\u0308ve", normalized=True), AddedToken("e\u0301", normalized=True)])
+    d = os.path.join(out, "qwen2")
+    os.makedirs(d, exist_ok=True)
+    tok.save(os.path.join(d, "tokenizer.json"))
+    write_config(d, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None)
+
+
 def make_gpt2(out, text, name, add_prefix_space, roberta):
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=add_prefix_space)
@@ -158,7 +182,7 @@ FRAGMENTS = (list("abcXYZ019 _-.,;:!?()[]{}<>|/\\\"'`~@#$%^&*+=") +
              ["'s", "'S", "'ll", "'LL", "'Re", "'ſ", " ", "  ", "\t", "\n", "\r\n", "\r", "\n\n", " \n ",
               "\u00a0", "\u3000", "\u2028", "\u0085", "\u200b", "\u200d", "\u2009", "\u180e", "\x0b", "\x0c",
               "中文", "日本語", "한국어", "العربية", "हिन्दी", "Ελληνικά", "Русский", "ſ", "\u212a", "ß", "İ",
-              "e\u0301", "\u0308", "\u0915\u094d\u0937", "👍🏽", "👨‍👩‍👧‍👦", "🏳️‍🌈", "🇫🇷", "\U0001f600",
+              "e\u0301", "\u0308", "nai\u0308ve", "naïve", "\uFB01", "\u212B", "\u0915\u094d\u0937", "👍🏽", "👨‍👩‍👧‍👦", "🏳️‍🌈", "🇫🇷", "\U0001f600",
               "١٢٣", "१२३", "½", "²", "Ⅻ", "12345", "3.14", "<|eot_id|>", "<|begin_of_text|>", "<s>", "</s>",
               "<unk>", "[TOOL]", " [TOOL] ", "repeat", "Repeat", "café", "<|python_tag|>", "<0x41>", "▁", "▁▁",
               "Ġ", "def f(x):", "    return", "the", " the", "tokenizer", "encode"])
@@ -193,6 +217,7 @@ MAKERS = {
     "spm_bpe": lambda out, text: make_spm_bpe(out, text, "spm_bpe", legacy=False),
     "spm_legacy": lambda out, text: make_spm_bpe(out, text, "spm_legacy", legacy=True),
     "spm_hf": make_spm_hf,
+    "qwen2": make_qwen2,
 }
 
 
