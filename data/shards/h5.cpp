@@ -21,8 +21,14 @@ void init() {
     // Before the library opens anything: the environment switch is what HDF5 < 1.10.7 reads.
     setenv("HDF5_USE_FILE_LOCKING", "FALSE", 0);
     H5open();
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   });
+  // A thread-safe HDF5 keeps one error stack per thread, each printing by default: switch it
+  // off in every thread that calls in (the reader's prefetch thread included).
+  thread_local bool quiet = false;
+  if (!quiet) {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    quiet = true;
+  }
 }
 
 namespace {
@@ -52,6 +58,7 @@ int64_t check(int64_t status, const std::string& what) {
 }
 
 std::mutex& mutex() {
+  init();  // every HDF5 call site takes this lock first
   static std::mutex m;
   return m;
 }
