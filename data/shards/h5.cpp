@@ -77,7 +77,7 @@ Handle open_read_only(const std::string& path) {
   // ignore_when_disabled = true: where the file system has no locks, carry on without them.
   check(H5Pset_file_locking(fapl.get(), false, true), "disabling file locking");
 #endif
-  return wrap_file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), "cannot open as HDF5");
+  return wrap_file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), "not a readable HDF5 file");
 }
 
 Handle create_truncate(const std::string& path) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <mutex>
+#include <sstream>
 
 namespace ftune::data {
 
@@ -104,6 +105,22 @@ ShardMeta read_shard_meta(const std::string& path) {
   }
 }
 
+std::string index_mismatch(const ShardMeta& m, const ShardIndexEntry& entry, const ShardIndex& ix) {
+  auto vs = [](const std::string& what, auto a, auto b) {
+    std::ostringstream os;
+    os << what << " " << a << " in the shard, " << b << " in the index";
+    return os.str();
+  };
+  if (m.documents != entry.documents) return vs("documents", m.documents, entry.documents);
+  if (m.tokens != entry.tokens) return vs("tokens", m.tokens, entry.tokens);
+  if (m.masked_tokens != entry.masked_tokens) return vs("masked tokens", m.masked_tokens, entry.masked_tokens);
+  if (m.vocab_size != ix.vocab_size) return vs("vocab_size", m.vocab_size, ix.vocab_size);
+  if (m.bos_id != ix.bos_id || m.eos_id != ix.eos_id) return "BOS/EOS ids differ";
+  if (m.token_dtype != ix.token_dtype) return vs("token dtype", m.token_dtype, ix.token_dtype);
+  if (m.has_loss_mask != ix.has_loss_mask) return "loss mask present in one, absent in the other";
+  return "";
+}
+
 struct ShardSet::Impl {
   struct OpenFile {
     h5::Handle file, tokens, mask;
@@ -142,20 +159,6 @@ struct ShardSet::Impl {
 
 namespace {
 
-void check_against_index(const ShardMeta& m, const ShardIndexEntry& entry, const ShardIndex& ix,
-                         const std::string& index_path) {
-  auto fail = [&](const std::string& what) {
-    throw Error("shard " + m.path + " does not match " + index_path + ": " + what +
-                " (the set was modified after it was written; re-create it)");
-  };
-  if (m.documents != entry.documents) fail("documents " + std::to_string(m.documents) + " vs " + std::to_string(entry.documents));
-  if (m.tokens != entry.tokens) fail("tokens " + std::to_string(m.tokens) + " vs " + std::to_string(entry.tokens));
-  if (m.masked_tokens != entry.masked_tokens) fail("masked tokens differ");
-  if (m.vocab_size != ix.vocab_size) fail("vocab_size " + std::to_string(m.vocab_size) + " vs " + std::to_string(ix.vocab_size));
-  if (m.has_loss_mask != ix.has_loss_mask) fail("loss mask present in one, absent in the other");
-  if (m.token_dtype != ix.token_dtype) fail("token dtype " + m.token_dtype + " vs " + ix.token_dtype);
-}
-
 void check_tokenizer(const ShardMeta& m, const std::string& want, const std::string& want_source) {
   if (m.tokenizer_hash != want) {
     throw Error("shard " + m.path + " was written with tokenizer " + m.tokenizer_hash + ", but " +
@@ -184,7 +187,11 @@ std::shared_ptr<const ShardSet> ShardSet::open(const std::string& dir,
   for (const auto& entry : ix.shards) {
     ShardMeta m = read_shard_meta(dir + "/" + entry.file);
     check_tokenizer(m, want_hash, want_source);
-    check_against_index(m, entry, ix, index_path);
+    std::string mismatch = index_mismatch(m, entry, ix);
+    if (!mismatch.empty()) {
+      throw Error("shard " + m.path + " does not match " + index_path + ": " + mismatch +
+                  " (the set was changed after it was written; re-create it)");
+    }
     impl->first_doc.push_back(impl->first_doc.back() + m.documents);
     impl->shards.push_back(std::move(m));
   }

@@ -37,6 +37,9 @@ struct ShardMeta {
 // Throws ftune::Error naming the file.
 ShardMeta read_shard_meta(const std::string& path);
 
+// "" when the shard agrees with its index entry and the set's header, else what differs.
+std::string index_mismatch(const ShardMeta& m, const ShardIndexEntry& entry, const ShardIndex& index);
+
 class ShardSet {
  public:
   // Throws ftune::Error for a missing directory or index, a missing, truncated or corrupt shard,
