@@ -119,7 +119,8 @@ void write_attr(hid_t obj, const char* name, const std::vector<std::string>& val
   Handle space = wrap_space(H5Screate_simple(1, &n, nullptr), "string list space");
   std::vector<const char*> ptrs;
   for (const auto& v : values) ptrs.push_back(v.c_str());
-  write_raw_attr(obj, name, type.get(), space.get(), ptrs.data());
+  const char* none = nullptr;  // HDF5 refuses a null buffer even for zero elements
+  write_raw_attr(obj, name, type.get(), space.get(), ptrs.empty() ? &none : ptrs.data());
 }
 
 bool has_attr(hid_t obj, const char* name) {
@@ -147,6 +148,7 @@ std::vector<std::string> read_strings(hid_t obj, const char* name) {
   }
   auto n = static_cast<size_t>(attr_elements(attr.get(), name));
   std::vector<std::string> out;
+  if (n == 0) return out;
   if (check(H5Tis_variable_str(ftype.get()), what) > 0) {
     Handle mtype = vlen_string_type();
     std::vector<char*> ptrs(n, nullptr);

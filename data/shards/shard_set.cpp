@@ -39,6 +39,9 @@ void read_attributes(hid_t root, ShardMeta& m) {
   }
   m.tokenizer_hash = h5::read_attr_string(root, format::kAttrTokenizerHash);
   m.vocab_size = h5::read_attr_int(root, format::kAttrVocabSize);
+  if (m.vocab_size <= 0 || m.vocab_size > (int64_t{1} << 31)) {  // ids are handed out as int32
+    throw Error("vocab_size " + std::to_string(m.vocab_size) + " is outside 1..2^31");
+  }
   m.bos_id = h5::read_attr_int(root, format::kAttrBosId);
   m.eos_id = h5::read_attr_int(root, format::kAttrEosId);
   m.source_files = h5::read_attr_strings(root, format::kAttrSourceFiles);
@@ -236,8 +239,19 @@ ShardSet::DocRef ShardSet::document(int64_t global_doc) const {
 void ShardSet::read_tokens(int64_t shard, int64_t begin, int64_t count, int32_t* out) const {
   std::lock_guard<std::mutex> lock(h5::mutex());
   Impl::OpenFile& f = impl_->ensure_open(shard);
+  const ShardMeta& m = impl_->shards[static_cast<size_t>(shard)];
+  // Read in the file's own type: letting HDF5 convert costs a calloc'd 1 MiB conversion buffer
+  // per call, which dominated small window reads. Ids are < vocab_size <= 2^31, so uint32 and
+  // int32 share their bit patterns.
   try {
-    h5::read_range(f.tokens.get(), H5T_NATIVE_INT32, begin, count, out);
+    if (m.token_dtype == "uint16") {
+      thread_local std::vector<uint16_t> narrow;
+      narrow.resize(static_cast<size_t>(count));
+      h5::read_range(f.tokens.get(), H5T_NATIVE_UINT16, begin, count, narrow.data());
+      std::copy(narrow.begin(), narrow.end(), out);
+    } else {
+      h5::read_range(f.tokens.get(), H5T_NATIVE_UINT32, begin, count, out);
+    }
   } catch (const Error& e) {
     throw Error("shard " + impl_->shards[static_cast<size_t>(shard)].path + ": tokens: " + e.what());
   }
