@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <numeric>
 #include <set>
 
 #include <unistd.h>
@@ -212,6 +213,37 @@ TEST(ReaderSplit, ValidationByFractionIsDisjointDeterministicAndByDocument) {
   for (int s = 0; s < 5; ++s) {
     for (int32_t id : reader.next().input_ids) EXPECT_TRUE(val_set.count(code_doc(id))) << "doc " << code_doc(id);
   }
+}
+
+TEST(ReaderSplit, SeparateValidationFilesAndOpenReaderChecks) {
+  TempDir tmp;
+  auto train = make_coded_set(tmp.file("train"), 50, 40, 8);
+  auto val = make_coded_set(tmp.file("val"), 30, 40, 9);
+  auto cfg = base_config("concat");
+  cfg.shards = tmp.file("train");
+  cfg.global_batch = 2;
+  EXPECT_THROW(data::open_reader(cfg, data::Split::validation, 0, 1, std::string("h-test")), Error);
+  cfg.val_shards = tmp.file("val");
+  auto reader = data::open_reader(cfg, data::Split::validation, 0, 1, std::string("h-test"));
+  EXPECT_EQ(reader->samples_per_epoch(), std::accumulate(val.lengths.begin(), val.lengths.end(), int64_t{0}) / cfg.seq_len);
+  try {
+    data::open_reader(cfg, data::Split::train, 0, 1, std::string("h-other"));
+    FAIL() << "opened shards of another tokenizer";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("h-other"), std::string::npos) << e.what();
+  }
+}
+
+TEST(ReaderLifecycle, DestroyingWithAFullQueueOrMidStreamStopsCleanly) {
+  TempDir tmp;
+  auto cs = make_coded_set(tmp.file("set"), 100, 60, 10);
+  auto cfg = base_config("pack");
+  cfg.prefetch = 1;
+  { data::TokenShardReader idle(cs.set, cfg, data::Split::train, 0, 2); }
+  data::TokenShardReader reader(cs.set, cfg, data::Split::train, 1, 2);
+  auto first = reader.next();
+  EXPECT_EQ(first.rows, 6);
+  EXPECT_TRUE(reader.state() == first.next_state);
 }
 
 TEST(ReaderErrors, PrefetchErrorsReachTheConsumerNamingTheShard) {
