@@ -19,6 +19,8 @@ void init() {
   static std::once_flag once;
   std::call_once(once, [] {
     // Before the library opens anything: the environment switch is what HDF5 < 1.10.7 reads.
+    // A value the user set is kept (HDF5 lets it override the property below, so an explicit
+    // HDF5_USE_FILE_LOCKING=TRUE turns locking back on).
     setenv("HDF5_USE_FILE_LOCKING", "FALSE", 0);
     H5open();
   });

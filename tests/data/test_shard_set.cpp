@@ -7,6 +7,8 @@
 #include "data/shards/shard_set.h"
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -108,6 +110,16 @@ TEST_F(BadSet, MissingShardIsNamed) {
   auto msg = open_error(dir());
   expect_contains(msg, shard(1));
   expect_contains(msg, "missing");
+}
+
+// HDF5 takes flock() locks on open unless told not to; a writer (or a file system without lock
+// support) would then make every rank's open fail. Opening must ignore locks.
+TEST_F(BadSet, OpensWhileAnotherProcessHoldsAnExclusiveLock) {
+  int fd = ::open(shard(0).c_str(), O_RDWR);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX | LOCK_NB), 0);
+  EXPECT_NO_THROW(data::ShardSet::open(dir()));
+  ::close(fd);
 }
 
 TEST(ShardSet, MissingDirectoryIsNamed) {
