@@ -193,6 +193,27 @@ TEST(ReaderLabels, PackNeverSplitsADocumentThatFitsAndPadsWithIgnoredLabels) {
   }
 }
 
+TEST(ReaderLabels, EmptyDocumentsAreSkippedInBothModes) {
+  TempDir tmp;
+  std::vector<Doc> docs(60);
+  for (int d = 0; d < 60; ++d) {
+    for (int p = 0; d % 2 == 0 && p < 40; ++p) docs[static_cast<size_t>(d)].ids.push_back(code(d, p));
+  }
+  write_set(tmp.file("set"), docs, test_info(kCodedVocab, false), 500);
+  auto set = data::ShardSet::open(tmp.file("set"));
+  for (const char* packing : {"concat", "pack"}) {
+    auto cfg = base_config(packing);
+    cfg.seq_len = 16;
+    cfg.global_batch = 4;
+    data::TokenShardReader reader(set, cfg, data::Split::train, 0, 1);
+    for (int64_t s = 0; s < reader.steps_per_epoch(); ++s) {
+      for (int32_t id : reader.next().input_ids) {
+        if (id != cfg.pad_id) ASSERT_EQ(code_doc(id) % 2, 0) << packing;
+      }
+    }
+  }
+}
+
 TEST(ReaderSplit, ValidationByFractionIsDisjointDeterministicAndByDocument) {
   TempDir tmp;
   auto cs = make_coded_set(tmp.file("set"), 400, 30, 5);
