@@ -1,0 +1,122 @@
+// The chat-template interpreter: exact renders of real templates, agreement with jinja2 over
+// many conversations, and clear errors for what it does not support.
+#include <gtest/gtest.h>
+
+#include "data/pipeline/chat_templates.h"
+#include "data/pipeline/jinja.h"
+#include "tests/data/chat_template_fixtures.h"
+#include "tests/support/test_support.h"
+
+namespace ftune::data::jinja {
+namespace {
+
+Value conversation(bool with_system) {
+  Value msgs = Value::array();
+  if (with_system) msgs.push_back({{"role", "system"}, {"content", " Be brief. "}});
+  msgs.push_back({{"role", "user"}, {"content", "Hi there"}});
+  msgs.push_back({{"role", "assistant"}, {"content", "Hello! "}});
+  msgs.push_back({{"role", "user"}, {"content", "Capital of France?"}});
+  msgs.push_back({{"role", "assistant"}, {"content", "Paris."}});
+  return msgs;
+}
+
+Value vars(Value messages, bool gen) {
+  return {{"messages", std::move(messages)},
+          {"bos_token", "<s>"},
+          {"eos_token", "</s>"},
+          {"add_generation_prompt", gen}};
+}
+
+TEST(Jinja, Llama3RendersHeadersTrimmedContentAndOneBos) {
+  Template t(builtin_chat_template("llama3"));
+  Value v = vars(conversation(true), true);
+  v["bos_token"] = "<|begin_of_text|>";
+  EXPECT_EQ(t.render(v),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nCapital of France?<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\nParis.<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+TEST(Jinja, ChatmlAndLlama2) {
+  Value msgs = Value::array({Value{{"role", "user"}, {"content", "Hi"}}, Value{{"role", "assistant"}, {"content", "Yo"}}});
+  EXPECT_EQ(Template(builtin_chat_template("chatml")).render(vars(msgs, false)),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nYo<|im_end|>\n");
+  msgs.insert(msgs.begin(), Value{{"role", "system"}, {"content", "Sys"}});
+  EXPECT_EQ(Template(builtin_chat_template("llama2")).render(vars(msgs, false)),
+            "<s>[INST] <<SYS>>\nSys\n<</SYS>>\n\nHi [/INST] Yo </s>");
+}
+
+TEST(Jinja, RaiseExceptionCarriesTheTemplatesMessage) {
+  Template t(test::kMistralTemplate);
+  Value msgs = Value::array({Value{{"role", "assistant"}, {"content", "first"}}});
+  try {
+    t.render(vars(msgs, false));
+    FAIL() << "expected a RenderError";
+  } catch (const RenderError& e) {
+    EXPECT_NE(std::string(e.what()).find("Conversation roles must alternate"), std::string::npos) << e.what();
+  }
+}
+
+void expect_parse_error(const std::string& src, const std::string& what, const std::string& where) {
+  try {
+    Template t(src, "tpl");
+    FAIL() << "expected an error for " << src;
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find(what), std::string::npos) << msg;
+    EXPECT_NE(msg.find(where), std::string::npos) << msg;
+  }
+}
+
+TEST(Jinja, UnsupportedConstructsAreNamedWithTheirPosition) {
+  expect_parse_error("ab\n  {% macro f() %}x{% endmacro %}", "unsupported Jinja construct '{% macro %}'", "tpl:2:6");
+  expect_parse_error("{% set x %}body{% endset %}", "'{% set %} block'", "tpl:1:4");
+  expect_parse_error("{{ x ** 2 }}", "'**'", "tpl:1:6");
+  expect_parse_error("{% for x in y %}", "missing '{% endfor %}'", "tpl:1:17");
+  expect_parse_error("{{ 'abc }}", "unclosed", "tpl:1:1");
+  expect_parse_error("{% generation %}", "'{% generation %}'", "tpl:1:4");
+  try {
+    Template("{{ x | wordwrap }}", "tpl").render(Value::object());
+    FAIL();
+  } catch (const RenderError& e) {
+    EXPECT_NE(std::string(e.what()).find("unsupported Jinja filter 'wordwrap'"), std::string::npos);
+  }
+}
+
+// Every template x conversation x generation-prompt setting agrees byte for byte with jinja2.
+TEST(JinjaOracle, AgreesWithJinja2) {
+  std::vector<std::string> templates = {builtin_chat_template("llama3"), builtin_chat_template("llama2"),
+                                        builtin_chat_template("chatml"), test::kQwen2Template,
+                                        test::kMistralTemplate, test::kKitchenSinkTemplate};
+  std::vector<Value> convs = {conversation(true), conversation(false), Value::array()};
+  Value odd = conversation(false);
+  odd.push_back({{"role", "tool"}, {"content", "ünïcode \"q\""}, {"name", "calc"}});
+  convs.push_back(odd);
+  Value cases = Value::array();
+  for (const auto& t : templates) {
+    for (const auto& c : convs) {
+      for (bool gen : {false, true}) cases.push_back({{"template", t}, {"vars", vars(c, gen)}});
+    }
+  }
+  test::TempDir dir;
+  test::write_file(dir.file("cases.json"), cases.dump());
+  auto r = test::run_oracle("pipeline_render_chat.py", dir.file("cases.json") + " " + dir.file("out.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  Value expected = Value::parse(test::read_file(dir.file("out.json")));
+  ASSERT_EQ(expected.size(), cases.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    SCOPED_TRACE("case " + std::to_string(i) + "\n" + cases[i]["template"].get<std::string>());
+    Template t(cases[i]["template"].get<std::string>());
+    if (expected[i].contains("error")) {
+      EXPECT_THROW(t.render(cases[i]["vars"]), Error) << expected[i]["error"];
+    } else {
+      EXPECT_EQ(t.render(cases[i]["vars"]), expected[i]["ok"].get<std::string>());
+    }
+  }
+}
+
+}  // namespace
+}  // namespace ftune::data::jinja
