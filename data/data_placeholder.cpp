@@ -1,2 +1,0 @@
-// Replaced by the tokenizer, shard and reader sources as they land.
-namespace ftune::data {}
