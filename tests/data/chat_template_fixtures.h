@@ -2,6 +2,8 @@
 // templates, plus one that exercises the rest of the supported Jinja subset.
 #pragma once
 
+#include "data/pipeline/jinja.h"
+
 namespace ftune::test {
 
 // Qwen2-Instruct: ChatML with a default system turn when the conversation has none.
@@ -50,5 +52,23 @@ turns={{ ns.count }} {{ 'gen' if add_generation_prompt else 'nogen' }} {{ (7 // 
 {%- if add_generation_prompt %}
 Bot~{% endif %}
 )JINJA";
+
+// A conversation with (or without) a system turn, and the variables a chat template sees.
+inline data::jinja::Value conversation(bool with_system) {
+  data::jinja::Value msgs = data::jinja::Value::array();
+  if (with_system) msgs.push_back({{"role", "system"}, {"content", " Be brief. "}});
+  msgs.push_back({{"role", "user"}, {"content", "Hi there"}});
+  msgs.push_back({{"role", "assistant"}, {"content", "Hello! "}});
+  msgs.push_back({{"role", "user"}, {"content", "Capital of France?"}});
+  msgs.push_back({{"role", "assistant"}, {"content", "Paris."}});
+  return msgs;
+}
+
+inline data::jinja::Value vars(data::jinja::Value messages, bool gen) {
+  return {{"messages", std::move(messages)},
+          {"bos_token", "<s>"},
+          {"eos_token", "</s>"},
+          {"add_generation_prompt", gen}};
+}
 
 }  // namespace ftune::test
