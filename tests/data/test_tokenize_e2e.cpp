@@ -21,7 +21,7 @@ class TokenizeE2E : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     tokenizers_ = new TempDir;
-    for (const char* style : {"llama3", "chatml"}) {
+    for (const char* style : {"llama3", "chatml", "llama2"}) {
       auto r = run_oracle("pipeline_make_tokenizer.py", tokenizers_->file(style) + " " + style);
       ASSERT_EQ(r.exit_code, 0) << r.output;
     }
@@ -161,6 +161,21 @@ TEST_F(TokenizeE2E, ChatWithChatmlTemplates) {
   EXPECT_EQ(ids_of(o["docs"][0]["mask"]), mask);
 }
 
+// SentencePiece-style tokenizer (a "\u2581" prepended to every text piece between special
+// tokens, byte fallback): the built-in llama2 template with a BOS per user turn.
+TEST_F(TokenizeE2E, ChatWithLlama2TemplateOnASentencePieceStyleTokenizer) {
+  write_file(dir_.file("c.jsonl"), kChatJsonl);
+  auto r = tokenize(dir_.file("c.jsonl"), "llama2", "--format chat --chat-template llama2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  Json o = oracle("llama2", {{{"<s>[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi there [/INST]", false},
+                              {" Hello! </s>", true},
+                              {"<s>[INST] Capital of France? [/INST]", false},
+                              {" Paris. </s>", true}}});
+  EXPECT_EQ(o["docs"][0]["ids"], o["expected"][0]["ids"]);
+  EXPECT_EQ(o["docs"][0]["mask"], o["expected"][0]["mask"]);
+  EXPECT_EQ(r.output.find("could not be aligned"), std::string::npos) << r.output;
+}
+
 TEST_F(TokenizeE2E, ChatTemplateErrorsNameTheConstruct) {
   write_file(dir_.file("c.jsonl"), kChatJsonl);
   write_file(dir_.file("t.jinja"), "{% for m in messages %}\n{% macro x() %}{% endmacro %}{% endfor %}");
@@ -257,6 +272,36 @@ TEST_F(TokenizeE2E, EachBadRecordFailsTheRunUnderFail) {
     EXPECT_NE(r.output.find(std::string("[") + reasons[k - 1] + "]"), std::string::npos) << r.output;
     EXPECT_FALSE(run_shell("test -e " + dir_.file("out/index.json")).exit_code == 0);  // not a complete set
   }
+}
+
+// SIGINT once the first shard is on disk: the run stops with an error, finished shards stay
+// and no index.json marks the partial set complete.
+TEST_F(TokenizeE2E, InterruptKeepsFinishedShards) {
+  std::string line = "{\"text\": \"" + std::string(40, 'a') + " the quick brown fox jumps over the lazy dog\"}\n", text;
+  for (int i = 0; i < 100000; ++i) text += line;
+  write_file(dir_.file("big.jsonl"), text);
+  std::string out = dir_.file("out");
+  auto r = run_shell("rm -rf " + out + "; " + ftune_binary() + " data tokenize --inputs " + dir_.file("big.jsonl") +
+                     " --output " + out + " --tokenizer " + tok("llama3") +
+                     " --threads 1 --tokens-per-shard 20000 > " + dir_.file("log") + " 2>&1 & pid=$!; "
+                     "for i in $(seq 600); do [ -e " + out + "/shard-00000.h5 ] && break; sleep 0.05; done; "
+                     "kill -INT $pid; wait $pid; echo rc=$?; cat " + dir_.file("log"));
+  EXPECT_NE(r.output.find("interrupted by signal 2"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("rc=0"), std::string::npos) << r.output;
+  EXPECT_EQ(run_shell("test -e " + out + "/shard-00000.h5").exit_code, 0);
+  EXPECT_NE(run_shell("test -e " + out + "/index.json").exit_code, 0);
+  EXPECT_EQ(run_shell("ls -a " + out + " | grep -c tmp").output, "0\n");
+}
+
+// --progress draws the bar even without a terminal; tokens/s and the ETA are on it.
+TEST_F(TokenizeE2E, ProgressBarOnRequest) {
+  write_file(dir_.file("a.jsonl"), "{\"text\": \"hello\"}\n");
+  auto r = tokenize(dir_.file("a.jsonl"), "llama3", "--progress");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("100.0%"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("tok/s  ETA 0:00:00"), std::string::npos) << r.output;
+  r = tokenize(dir_.file("a.jsonl"), "llama3", "");
+  EXPECT_EQ(r.output.find("ETA"), std::string::npos) << r.output;  // not a TTY
 }
 
 TEST_F(TokenizeE2E, LongDocumentsAreTruncated) {

@@ -1,15 +1,17 @@
 """Builds a tiny byte-level BPE tokenizer (tokenizer.json + tokenizer_config.json) for the
 tokenize pipeline tests, trained with the `tokenizers` library.
 
-usage: pipeline_make_tokenizer.py OUT_DIR llama3|chatml
+usage: pipeline_make_tokenizer.py OUT_DIR llama3|chatml|llama2
   llama3: <|begin_of_text|> added by the post-processor, <|eot_id|>-style chat template with BOS
   chatml: no BOS, eos <|im_end|>, ChatML template (Qwen2-like, without a default system turn)
+  llama2: SentencePiece-style BPE (prepended and replaced "\u2581", byte fallback), <s> added by
+          the post-processor, no chat template in the config (the tests use the built-in llama2)
 """
 import json
 import os
 import sys
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 LLAMA3_TEMPLATE = (
     "{% set loop_messages = messages %}{% for message in loop_messages %}"
@@ -33,8 +35,31 @@ CORPUS = [
 ] * 20
 
 
+def sentencepiece_style():
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("\u2581"), normalizers.Replace(" ", "\u2581")])
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"], show_progress=False)
+    tok.train_from_iterator(CORPUS, trainer)
+    spec = json.loads(tok.to_str())
+    vocab = spec["model"]["vocab"]
+    for b in range(256):  # byte-fallback pieces, as Llama 2's vocabulary has them
+        vocab.setdefault("<0x%02X>" % b, len(vocab))
+    spec["model"]["byte_fallback"] = True
+    tok = Tokenizer.from_str(json.dumps(spec))
+    tok.decoder = decoders.Sequence([decoders.Replace("\u2581", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    return tok
+
+
 def main():
     out, style = sys.argv[1], sys.argv[2]
+    if style == "llama2":
+        os.makedirs(out, exist_ok=True)
+        sentencepiece_style().save(os.path.join(out, "tokenizer.json"))
+        with open(os.path.join(out, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+            json.dump({"bos_token": "<s>", "eos_token": "</s>"}, f)
+        return
     specials = ["<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
                 "<|eot_id|>", "<|im_start|>", "<|im_end|>"]
     tok = Tokenizer(models.BPE())
