@@ -327,5 +327,41 @@ TEST_F(TokenizeE2E, ConfigFileAndValidation) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
+// The example configs in configs/ load (every key known) and set what they say.
+TEST_F(TokenizeE2E, ExampleConfigsLoad) {
+  for (const char* name : {"data-text", "data-alpaca", "data-chat"}) {
+    auto r = run_ftune("data tokenize --config " + source_dir() + "/configs/" + name + ".toml --dump-config 2>&1");
+    EXPECT_EQ(r.exit_code, 0) << name << ": " << r.output;
+    EXPECT_NE(r.output.find("output = \"shards/"), std::string::npos) << r.output;
+  }
+}
+
+// A tokenizer whose decoder the aligner does not know: the mask comes from encoding the
+// prompt and response segments one by one, and the summary says so.
+TEST_F(TokenizeE2E, UnknownDecoderFallsBackToSegmentEncoding) {
+  Json spec = Json::parse(read_file(tok("llama3") + "/tokenizer.json"));
+  spec["decoder"] = nullptr;
+  run_shell("mkdir -p " + dir_.file("tok"));
+  write_file(dir_.file("tok/tokenizer.json"), spec.dump());
+  write_file(dir_.file("tok/tokenizer_config.json"), read_file(tok("llama3") + "/tokenizer_config.json"));
+  write_file(dir_.file("q.jsonl"), "{\"question\": \"Why?\", \"answer\": \"Because.\"}\n");
+  auto r = run_ftune("data tokenize --inputs " + dir_.file("q.jsonl") + " --output " + dir_.file("out") +
+                     " --tokenizer " + dir_.file("tok") + " --format instruction --preset qa 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("1 document(s) could not be aligned"), std::string::npos) << r.output;
+  Json o = oracle("llama3", {{{"USER: Why?\nASSISTANT: ", false}}, {{"Because.", true}}});
+  std::vector<int> ids = {kBos}, mask = {0};
+  for (int k = 0; k < 2; ++k) {
+    for (int id : ids_of(o["expected"][k]["ids"])) {
+      ids.push_back(id);
+      mask.push_back(k);
+    }
+  }
+  ids.push_back(kEotId);
+  mask.push_back(1);
+  EXPECT_EQ(ids_of(o["docs"][0]["ids"]), ids);
+  EXPECT_EQ(ids_of(o["docs"][0]["mask"]), mask);
+}
+
 }  // namespace
 }  // namespace ftune::test
