@@ -302,6 +302,45 @@ int64_t TokenizeSummary::skipped_total() const {
   return n;
 }
 
+namespace {
+
+ShardSetInfo shard_info(const TokenizeConfig& cfg, const Tokenizer& tok, const std::vector<std::string>& files,
+                        const std::string& tool_version) {
+  ShardSetInfo info;
+  info.tokenizer_hash = tok.hash();
+  info.vocab_size = tok.vocab_size();
+  info.bos_id = tok.bos_id().value_or(-1);
+  info.eos_id = tok.eos_id().value_or(-1);
+  info.source_files = files;
+  info.tool_version = tool_version;
+  info.with_loss_mask = cfg.format != "text" && cfg.mask_prompt;
+  return info;
+}
+
+// Writes one batch's documents in order and counts its bad records; a bad record under
+// on_error=fail comes back as the message to stop with.
+std::string write_result(Result& r, const TokenizeConfig& cfg, const std::string& file, bool with_mask,
+                         ShardSetWriter& writer, TokenizeSummary& sum, std::ostream& log) {
+  for (Outcome& o : r.outcomes) {
+    ++sum.records;
+    if (o.ok) {
+      const uint8_t* mask = with_mask && !o.doc.mask.empty() ? o.doc.mask.data() : nullptr;
+      writer.add_document(o.doc.ids.data(), o.doc.ids.size(), mask);
+      sum.truncated += o.doc.truncated;
+      sum.segment_fallbacks += o.doc.segment_fallback;
+      continue;
+    }
+    std::string msg = record_place(file, o.line) + ": " + o.bad.message + " [" + skip_reason_name(o.bad.reason) + "]";
+    if (cfg.on_error == "fail") return msg + " (--on-error skip counts such records and goes on)";
+    int64_t& n = sum.skipped[static_cast<size_t>(o.bad.reason)];
+    if (sum.skipped_total() - 1 < cfg.max_messages) log << "[data] skipped " << msg << "\n";
+    ++n;
+  }
+  return r.fatal;
+}
+
+}  // namespace
+
 TokenizeSummary run_tokenize(const TokenizeConfig& cfg, const std::string& tool_version, std::ostream& log) {
   validate(cfg);
   TokenizeSummary sum;
@@ -312,58 +351,29 @@ TokenizeSummary run_tokenize(const TokenizeConfig& cfg, const std::string& tool_
   }
   sum.files = static_cast<int64_t>(files.size());
   auto tok = Tokenizer::load(cfg.tokenizer);
-  ShardSetInfo info;
-  info.tokenizer_hash = tok->hash();
-  info.vocab_size = tok->vocab_size();
-  info.bos_id = tok->bos_id().value_or(-1);
-  info.eos_id = tok->eos_id().value_or(-1);
-  info.source_files = files;
-  info.tool_version = tool_version;
-  info.with_loss_mask = cfg.format != "text" && cfg.mask_prompt;
+  const ShardSetInfo info = shard_info(cfg, *tok, files, tool_version);
   ShardSetWriter writer(cfg.output, info, cfg.tokens_per_shard);
 
   SignalScope signals;
   Pipeline pipe(cfg, files, tok);
   sum.encoder_threads = pipe.encoders();
   Progress progress(cfg.progress || isatty(STDERR_FILENO), sum.input_bytes);
+  auto stop_with = [&](const std::string& msg) {
+    pipe.stop();
+    progress.done();
+    throw Error(msg);  // the writer's destructor keeps the finished shards, writes no index
+  };
   pipe.start();
-  int64_t messages = 0;
   for (Result r;;) {
     bool idle = false;
     if (!pipe.next(r, std::chrono::milliseconds(200), idle)) break;
     if (g_signal) {
-      pipe.stop();
-      progress.done();
-      throw Error("interrupted by signal " + std::to_string(g_signal) + "; the finished shards stay in " + cfg.output +
-                  " (no index.json: the set is incomplete)");
+      stop_with("interrupted by signal " + std::to_string(g_signal) + "; the finished shards stay in " +
+                cfg.output + " (no index.json: the set is incomplete)");
     }
-    if (idle) {
-      progress.update(r.bytes_done, writer.stats().tokens);
-      continue;
-    }
-    const std::string& file = files[r.file];
-    for (Outcome& o : r.outcomes) {
-      ++sum.records;
-      if (o.ok) {
-        const uint8_t* mask = info.with_loss_mask && !o.doc.mask.empty() ? o.doc.mask.data() : nullptr;
-        writer.add_document(o.doc.ids.data(), o.doc.ids.size(), mask);
-        sum.truncated += o.doc.truncated;
-        sum.segment_fallbacks += o.doc.segment_fallback;
-        continue;
-      }
-      std::string msg = record_place(file, o.line) + ": " + o.bad.message + " [" + skip_reason_name(o.bad.reason) + "]";
-      if (cfg.on_error == "fail") {
-        pipe.stop();
-        progress.done();
-        throw Error(msg + " (--on-error skip counts such records and goes on)");
-      }
-      ++sum.skipped[static_cast<size_t>(o.bad.reason)];
-      if (messages++ < cfg.max_messages) log << "[data] skipped " << msg << "\n";
-    }
-    if (!r.fatal.empty()) {
-      pipe.stop();
-      progress.done();
-      throw Error(r.fatal);
+    if (!idle) {
+      std::string stop = write_result(r, cfg, files[r.file], info.with_loss_mask, writer, sum, log);
+      if (!stop.empty()) stop_with(stop);
     }
     progress.update(r.bytes_done, writer.stats().tokens);
   }
