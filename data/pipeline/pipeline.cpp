@@ -332,9 +332,10 @@ std::string write_result(Result& r, const TokenizeConfig& cfg, const std::string
     }
     std::string msg = record_place(file, o.line) + ": " + o.bad.message + " [" + skip_reason_name(o.bad.reason) + "]";
     if (cfg.on_error == "fail") return msg + " (--on-error skip counts such records and goes on)";
-    int64_t& n = sum.skipped[static_cast<size_t>(o.bad.reason)];
-    if (sum.skipped_total() - 1 < cfg.max_messages) log << "[data] skipped " << msg << "\n";
-    ++n;
+    const int64_t shown = sum.skipped_total();  // messages printed so far
+    if (shown < cfg.max_messages) log << "[data] skipped " << msg << "\n";
+    if (shown == cfg.max_messages) log << "[data] further skipped records are only counted (max_messages)\n";
+    ++sum.skipped[static_cast<size_t>(o.bad.reason)];
   }
   return r.fatal;
 }

@@ -258,6 +258,17 @@ TEST_F(TokenizeE2E, BadRecordsAreSkippedAndCountedWithFileAndLine) {
       << r.output;
 }
 
+TEST_F(TokenizeE2E, SkippedRecordMessagesAreCapped) {
+  write_file(dir_.file("bad.jsonl"), bad_input());
+  auto r = tokenize(dir_.file("bad.jsonl"), "llama3", "--on-error skip --max-messages 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  size_t shown = 0;
+  for (size_t at = 0; (at = r.output.find("[data] skipped /", at)) != std::string::npos; ++at) ++shown;
+  EXPECT_EQ(shown, 2u) << r.output;
+  EXPECT_NE(r.output.find("further skipped records are only counted"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("skipped 5 record(s)"), std::string::npos) << r.output;  // no max_tokens: 7 is fine
+}
+
 TEST_F(TokenizeE2E, EachBadRecordFailsTheRunUnderFail) {
   std::vector<std::string> lines;
   std::string all = bad_input();
