@@ -89,9 +89,8 @@ const char* const kWhitespace = " \t\n\r\f\v";
 class Renderer {
  public:
   Renderer(const std::string& name, const std::string& source, const Value& globals)
-      : name_(name), source_(source) {
-    scopes_.emplace_back();
-    for (auto it = globals.begin(); it != globals.end(); ++it) scopes_.back()[it.key()] = it.value();
+      : name_(name), source_(source), globals_(globals) {
+    scopes_.emplace_back();  // the template's top level; globals are read in place below it
   }
 
   void run(const std::vector<std::unique_ptr<Node>>& body) { exec(body); }
@@ -135,7 +134,8 @@ class Renderer {
   }
 
   void exec_for(const Node& n) {
-    Value seq = eval(*n.expr);
+    Value seq_tmp;
+    const Value& seq = *eval_ref(*n.expr, seq_tmp);
     std::vector<Value> items;
     if (seq.is_array()) {
       items.assign(seq.begin(), seq.end());
@@ -159,7 +159,7 @@ class Renderer {
     const int64_t len = static_cast<int64_t>(items.size());
     for (int64_t i = 0; i < len; ++i) {
       scopes_.emplace_back();  // a set inside the loop does not leak out (Jinja scoping)
-      bind_targets(n, items[i]);
+      bind_targets(n, std::move(items[i]));  // used once: move, don't copy
       scopes_.back()["loop"] = Value{{"index0", i},       {"index", i + 1},
                                      {"first", i == 0},   {"last", i == len - 1},
                                      {"length", len},     {"revindex", len - i},
@@ -170,9 +170,9 @@ class Renderer {
     if (len == 0) exec(n.else_body);
   }
 
-  void bind_targets(const Node& n, const Value& item) {
+  void bind_targets(const Node& n, Value item) {
     if (n.targets.size() == 1) {
-      scopes_.back()[n.targets[0]] = item;
+      scopes_.back()[n.targets[0]] = std::move(item);
       return;
     }
     if (!item.is_array() || item.size() != n.targets.size()) {
@@ -189,17 +189,52 @@ class Renderer {
     }
     return nullptr;
   }
+  const Value* lookup(const std::string& name) {
+    if (const Value* v = find(name)) return v;
+    auto g = globals_.find(name);
+    return g == globals_.end() ? nullptr : &*g;
+  }
+
+  // Evaluates names, attributes and subscripts to a pointer into the variables where it can,
+  // else into `tmp`: `messages[0]['role']` then copies one string, not the message list.
+  const Value* eval_ref(const Expr& e, Value& tmp) {
+    if (e.kind == Expr::Kind::kName) {
+      if (const Value* v = lookup(e.name)) return v;
+      tmp = undefined();
+      return &tmp;
+    }
+    if (e.kind != Expr::Kind::kAttr && e.kind != Expr::Kind::kItem) {
+      tmp = eval(e);
+      return &tmp;
+    }
+    Value obj_tmp;
+    const Value* obj = eval_ref(*e.args[0], obj_tmp);
+    Value key = e.kind == Expr::Kind::kAttr ? Value(e.name) : eval(*e.args[1]);
+    if (obj != &obj_tmp) {
+      if (obj->is_object() && key.is_string()) {
+        auto it = obj->find(key.get_ref<const std::string&>());
+        if (it != obj->end()) return &*it;
+      } else if (obj->is_array() && key.is_number_integer()) {
+        int64_t i = key.get<int64_t>(), n = static_cast<int64_t>(obj->size());
+        if (i < 0) i += n;
+        if (i >= 0 && i < n) return &(*obj)[static_cast<size_t>(i)];
+      }
+    }
+    tmp = get_item(e, *obj, key);
+    return &tmp;
+  }
 
   // ---- expressions ---------------------------------------------------------------------------
   Value eval(const Expr& e) {
     switch (e.kind) {
       case Expr::Kind::kLiteral: return e.value;
-      case Expr::Kind::kName: {
-        Value* v = find(e.name);
-        return v ? *v : undefined();
+      case Expr::Kind::kName:
+      case Expr::Kind::kAttr:
+      case Expr::Kind::kItem: {
+        Value tmp;
+        const Value* v = eval_ref(e, tmp);
+        return v == &tmp ? std::move(tmp) : *v;
       }
-      case Expr::Kind::kAttr: return get_item(e, eval(*e.args[0]), Value(e.name));
-      case Expr::Kind::kItem: return get_item(e, eval(*e.args[0]), eval(*e.args[1]));
       case Expr::Kind::kSlice: return slice(e);
       case Expr::Kind::kCall: return call(e);
       case Expr::Kind::kFilter: return filter(e);
@@ -478,6 +513,7 @@ class Renderer {
 
   const std::string& name_;
   const std::string& source_;
+  const Value& globals_;  // messages, bos_token, ...: read in place, never copied
   std::vector<std::map<std::string, Value>> scopes_;
   std::string out_;
 };
