@@ -11,7 +11,7 @@ TORCH_VERSION=2.11.0
 
 apt_pkgs=(build-essential cmake ninja-build ccache pkg-config git
   openmpi-bin libopenmpi-dev libhdf5-dev libcli11-dev libgtest-dev nlohmann-json3-dev
-  libpcre2-dev libtomlplusplus-dev zlib1g-dev libzstd-dev
+  libpcre2-dev libutf8proc-dev libtomlplusplus-dev zlib1g-dev libzstd-dev
   clang libclang-rt-14-dev python3 python3-venv python3-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do

@@ -61,10 +61,11 @@ void AddedVocab::build(std::vector<AddedToken> tokens,
 
 namespace {
 
-// `\w` as tokenizers' single_word check uses it, on one character.
+// `\w` of Rust's regex crate, which tokenizers' single_word check uses: Alphabetic, marks,
+// decimal digits, connector punctuation and the joiners (Alphabetic approximated by L + Nl).
 bool is_word_char(uint32_t cp) {
   if (cp < 0x80) return (cp >= '0' && cp <= '9') || (cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || cp == '_';
-  static const Regex word(R"(\w)");
+  static const Regex word(R"([\p{L}\p{Nl}\p{Nd}\p{M}\p{Pc}\x{200C}\x{200D}])");
   std::string s;
   utf8_append(s, cp);
   size_t b = 0, e = 0;

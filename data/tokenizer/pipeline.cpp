@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <stdexcept>
+
+#include <utf8proc.h>
 
 #include "data/tokenizer/unicode.h"
 
@@ -181,15 +184,37 @@ std::array<StepScratch, kMaxSteps>& step_scratch() {
 
 }  // namespace
 
+namespace {
+// Unicode normalization through utf8proc; ASCII text is already in every normal form.
+void unicode_normalize(NormalizerStep::Kind kind, std::string& text) {
+  if (std::all_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x80; })) return;
+  using Kind = NormalizerStep::Kind;
+  int options = UTF8PROC_STABLE;
+  options |= (kind == Kind::nfc || kind == Kind::nfkc) ? UTF8PROC_COMPOSE : UTF8PROC_DECOMPOSE;
+  if (kind == Kind::nfkc || kind == Kind::nfkd) options |= UTF8PROC_COMPAT;
+  utf8proc_uint8_t* mapped = nullptr;
+  utf8proc_ssize_t n = utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
+                                    utf8proc_ssize_t(text.size()), &mapped, utf8proc_option_t(options));
+  if (n < 0) throw std::runtime_error(std::string("unicode normalization failed: ") + utf8proc_errmsg(n));
+  text.assign(reinterpret_cast<const char*>(mapped), size_t(n));
+  std::free(mapped);
+}
+}  // namespace
+
 void Normalizer::apply(std::string_view in, std::string& out) const {
   std::string tmp;
   out.assign(in);
   for (const NormalizerStep& step : steps) {
-    if (step.kind == NormalizerStep::Kind::prepend) {
-      if (!out.empty()) out.insert(0, step.content);  // Prepend leaves empty text alone
-    } else {
-      replace_all(out, step.pattern, step.content, tmp);
-      out.swap(tmp);
+    switch (step.kind) {
+      case NormalizerStep::Kind::prepend:
+        if (!out.empty()) out.insert(0, step.content);  // Prepend leaves empty text alone
+        break;
+      case NormalizerStep::Kind::replace:
+        replace_all(out, step.pattern, step.content, tmp);
+        out.swap(tmp);
+        break;
+      default:
+        unicode_normalize(step.kind, out);
     }
   }
 }

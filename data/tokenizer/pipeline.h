@@ -33,7 +33,7 @@ struct Pattern {
 };
 
 struct NormalizerStep {
-  enum class Kind { prepend, replace } kind;
+  enum class Kind { prepend, replace, nfc, nfd, nfkc, nfkd } kind;
   std::string content;  // prepended text or replacement
   Pattern pattern;      // replace only
 };

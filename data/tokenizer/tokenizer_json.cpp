@@ -93,8 +93,12 @@ void parse_normalizer(const Ctx& ctx, const json& j, Normalizer& out) {
   } else if (type == "Replace") {
     out.steps.push_back({NormalizerStep::Kind::replace, j.at("content").get<std::string>(),
                          parse_pattern(ctx, j.at("pattern"), where + " Replace")});
+  } else if (type == "NFC" || type == "NFD" || type == "NFKC" || type == "NFKD") {
+    using Kind = NormalizerStep::Kind;
+    Kind kind = type == "NFC" ? Kind::nfc : type == "NFD" ? Kind::nfd : type == "NFKC" ? Kind::nfkc : Kind::nfkd;
+    out.steps.push_back({kind, "", {}});
   } else {
-    ctx.unsupported(where, type, "Sequence, Prepend, Replace");
+    ctx.unsupported(where, type, "Sequence, Prepend, Replace, NFC, NFD, NFKC, NFKD");
   }
 }
 

@@ -1,19 +1,154 @@
-// Tokenizer unit tests: SHA-256, and errors for bad tokenizer files and bad ids.
+// Tokenizer unit tests on small hand-written tokenizer.json files: merges in both JSON forms,
+// thread safety, and the errors for unsupported or malformed files and bad ids.
 #include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
 
 #include "common/error.h"
 #include "common/sha256.h"
 #include "data/tokenizer/tokenizer.h"
+#include "tests/data/tiny_tokenizer.h"
 #include "tests/support/test_support.h"
 
 namespace ftune::data {
 namespace {
+
+using nlohmann::json;
 
 TEST(Sha256, KnownVectors) {
   EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   EXPECT_EQ(sha256_hex(std::string(1000000, 'a')),
             "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+}
+
+std::string write_json(const test::TempDir& dir, const json& j, const std::string& name = "tokenizer.json") {
+  test::write_file(dir.file(name), j.dump());
+  return dir.file(name);
+}
+
+// The ftune::Error message of loading `j`, or "" when it loads.
+std::string load_error(const json& j) {
+  test::TempDir dir;
+  try {
+    Tokenizer::load(write_json(dir, j));
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Tokenizer, TinyByteLevelMergesInBothJsonForms) {
+  test::TempDir dir;
+  for (bool pairs : {false, true}) {
+    auto tok = Tokenizer::load(write_json(dir, tiny_byte_level(pairs)));
+    const int32_t t = *tok->token_to_id("t"), he = 96, the = 97;
+    EXPECT_EQ(tok->encode("the the", false), (std::vector<int32_t>{t, he, the}));
+    EXPECT_EQ(tok->encode("the<|eot|> the", false), (std::vector<int32_t>{t, he, 98, the}));
+    EXPECT_EQ(tok->decode({t, he, 98, the}, false), "the<|eot|> the");
+    EXPECT_EQ(tok->decode({t, he, 98, the}, true), "the the");
+    EXPECT_EQ(tok->vocab_size(), 99);
+    EXPECT_TRUE(tok->is_special(98));
+    EXPECT_EQ(tok->hash().size(), 64u);
+  }
+}
+
+TEST(Tokenizer, LoadsFromDirectoryWithConfig) {
+  test::TempDir dir;
+  write_json(dir, tiny_byte_level(false));
+  write_json(dir, {{"bos_token", {{"content", "<|eot|>"}}}, {"eos_token", "<|eot|>"}, {"chat_template", "{{ x }}"}},
+             "tokenizer_config.json");
+  auto tok = Tokenizer::load(dir.path());
+  EXPECT_EQ(tok->path(), dir.file("tokenizer.json"));
+  EXPECT_EQ(tok->bos_id(), 98);
+  EXPECT_EQ(tok->eos_token(), "<|eot|>");
+  EXPECT_EQ(tok->chat_template(), "{{ x }}");
+  EXPECT_EQ(tok->pad_id(), std::nullopt);
+  EXPECT_EQ(tok->hash(), sha256_hex(test::read_file(dir.file("tokenizer.json"))));
+}
+
+TEST(Tokenizer, EncodesTheSameFromManyThreads) {
+  test::TempDir dir;
+  auto tok = Tokenizer::load(write_json(dir, tiny_byte_level(false)));
+  std::string text;
+  for (int i = 0; i < 2000; ++i) text += "the " + std::to_string(i) + " theme<|eot|>  ";
+  const auto want = tok->encode(text, true);
+  std::vector<std::vector<int32_t>> got(4);
+  std::vector<std::thread> threads;
+  for (size_t k = 0; k < got.size(); ++k) {
+    threads.emplace_back([&, k] { for (int r = 0; r < 3; ++r) got[k] = tok->encode(text, true); });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& g : got) EXPECT_EQ(g, want);
+}
+
+TEST(TokenizerErrors, UnsupportedModelTypes) {
+  for (const char* type : {"WordPiece", "Unigram", "WordLevel"}) {
+    json j = tiny_byte_level(false);
+    j["model"] = {{"type", type}, {"vocab", json::object()}};
+    std::string msg = load_error(j);
+    EXPECT_NE(msg.find("tokenizer.json: model: type \"" + std::string(type) + "\" is not supported"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("BPE"), std::string::npos) << msg;
+  }
+}
+
+TEST(TokenizerErrors, UnsupportedComponentsAreNamed) {
+  json j = tiny_byte_level(false);
+  j["normalizer"] = {{"type", "Sequence"}, {"normalizers", json::array({{{"type", "BertNormalizer"}}})}};
+  EXPECT_NE(load_error(j).find("normalizer: type \"BertNormalizer\" is not supported (supported: "), std::string::npos);
+  j = tiny_byte_level(false);
+  j["pre_tokenizer"] = {{"type", "Whitespace"}};
+  EXPECT_NE(load_error(j).find("pre_tokenizer: type \"Whitespace\""), std::string::npos);
+  j = tiny_byte_level(false);
+  j["decoder"] = {{"type", "WordPiece"}, {"prefix", "##"}};
+  EXPECT_NE(load_error(j).find("decoder: type \"WordPiece\""), std::string::npos);
+  j = tiny_byte_level(false);
+  j["model"]["dropout"] = 0.1;
+  EXPECT_NE(load_error(j).find("dropout"), std::string::npos);
+  j = tiny_byte_level(false);
+  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}, {"invert", false}};
+  EXPECT_NE(load_error(j).find("pre_tokenizer Split: regex /(unclosed/ does not compile"), std::string::npos) << load_error(j);
+}
+
+TEST(TokenizerErrors, MalformedFiles) {
+  test::TempDir dir;
+  test::write_file(dir.file("tokenizer.json"), "{\"model\": {\"type\": \"BPE\", ");
+  try {
+    Tokenizer::load(dir.path());
+    FAIL() << "malformed JSON loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.file("tokenizer.json") + ": not valid JSON"), std::string::npos) << e.what();
+  }
+  json j = tiny_byte_level(false);
+  j["model"].erase("vocab");
+  EXPECT_NE(load_error(j).find("malformed tokenizer.json"), std::string::npos) << load_error(j);
+  j = tiny_byte_level(false);
+  j["model"]["merges"].push_back("x q");  // "xq" is not in the vocabulary
+  EXPECT_NE(load_error(j).find("merge \"x q\" makes \"xq\", which is not in the vocabulary"), std::string::npos) << load_error(j);
+  EXPECT_NE(load_error({{"version", "1.0"}}).find("no \"model\""), std::string::npos);
+  try {
+    Tokenizer::load(dir.file("missing/tokenizer.json"));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no such tokenizer file"), std::string::npos);
+  }
+}
+
+TEST(TokenizerErrors, DecodeIdOutOfRangeAndBadUtf8) {
+  test::TempDir dir;
+  auto tok = Tokenizer::load(write_json(dir, tiny_byte_level(false)));
+  for (int32_t bad : {99, -1, 1 << 30}) {
+    try {
+      tok->decode({1, bad}, false);
+      FAIL() << bad;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("token id " + std::to_string(bad) + " at position 1 is out of range"),
+                std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("vocabulary size 99"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(tok->encode("ok \xC3(", false), Error);
 }
 
 }  // namespace

@@ -3,14 +3,17 @@
 APIs and transformers' SentencePiece converter, and writes what `tokenizers` encodes and
 decodes for a corpus.
 
-  tok_oracle.py make OUTDIR CORPUS.jsonl     # OUTDIR/<kind>/tokenizer.json (+ tokenizer_config.json)
+  tok_oracle.py make OUTDIR CORPUS.jsonl [KIND...]  # OUTDIR/<kind>/tokenizer.json (+ config)
+                                                    # and OUTDIR/fuzz.jsonl, a random tricky corpus
   tok_oracle.py expect TOKDIR CORPUS.jsonl OUT.jsonl
       one line per corpus line: ids (add_special_tokens False/True), decode of each
       (skip_special_tokens False/True)
+  tok_oracle.py prepare OUTDIR CORPUS.jsonl KIND   # make + expect (both corpora) for one kind
 """
 import json
 import os
 import sys
+import unicodedata
 
 from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from tokenizers import AddedToken
@@ -71,6 +74,30 @@ def make_llama3(out, text):
     tok.save(os.path.join(d, "tokenizer.json"))
     write_config(d, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
                  chat_template="{% for m in messages %}{{ m['content'] }}{% endfor %}")
+
+
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def make_qwen2(out, text):
+    """Qwen2 style: NFC normalizer, single-digit split, ByteLevel, no BOS."""
+    tok = Tokenizer(models.BPE())
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=False, use_regex=False)])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=1300, special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(text, trainer)
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    # A normalized added token whose NFC form differs: matched and decoded in that form.
+    tok.add_tokens([AddedToken("nai\u0308ve", normalized=True), AddedToken("e\u0301", normalized=True)])
+    d = os.path.join(out, "qwen2")
+    os.makedirs(d, exist_ok=True)
+    tok.save(os.path.join(d, "tokenizer.json"))
+    write_config(d, eos_token="<|im_end|>", pad_token="<|endoftext|>", bos_token=None)
 
 
 def make_gpt2(out, text, name, add_prefix_space, roberta):
@@ -151,14 +178,62 @@ def make_spm_hf(out, text):
         os.remove(os.path.join(d, f))
 
 
-def make(out, corpus_path):
+FRAGMENTS = (list("abcXYZ019 _-.,;:!?()[]{}<>|/\\\"'`~@#$%^&*+=") +
+             ["'s", "'S", "'ll", "'LL", "'Re", "'ſ", " ", "  ", "\t", "\n", "\r\n", "\r", "\n\n", " \n ",
+              "\u00a0", "\u3000", "\u2028", "\u0085", "\u200b", "\u200d", "\u2009", "\u180e", "\x0b", "\x0c",
+              "中文", "日本語", "한국어", "العربية", "हिन्दी", "Ελληνικά", "Русский", "ſ", "\u212a", "ß", "İ",
+              "e\u0301", "\u0308", "nai\u0308ve", "naïve", "\uFB01", "\u212B", "\u0915\u094d\u0937", "👍🏽", "👨‍👩‍👧‍👦", "🏳️‍🌈", "🇫🇷", "\U0001f600",
+              "١٢٣", "१२३", "½", "²", "Ⅻ", "12345", "3.14", "<|eot_id|>", "<|begin_of_text|>", "<s>", "</s>",
+              "<unk>", "[TOOL]", " [TOOL] ", "repeat", "Repeat", "café", "<|python_tag|>", "<0x41>", "▁", "▁▁",
+              "Ġ", "def f(x):", "    return", "the", " the", "tokenizer", "encode"])
+
+
+def fuzz_corpus(path, n, seed):
+    """Random mixes of tricky fragments and random code points: finds regex-engine differences."""
+    import random
+    rng = random.Random(seed)
+    with open(path, "w", encoding="utf-8") as f:
+        for _ in range(n):
+            parts = []
+            for _ in range(rng.randint(1, 24)):
+                r = rng.random()
+                if r < 0.8:
+                    parts.append(rng.choice(FRAGMENTS))
+                else:
+                    cp = rng.choice([rng.randint(0x20, 0x2FF), rng.randint(0x300, 0xFFFF), rng.randint(0x10000, 0x1FFFF)])
+                    # Only characters assigned by Unicode 14 (Python 3.11's tables): for newer
+                    # ones PCRE2 10.42 (Unicode 15) and tokenizers' Oniguruma (Unicode 16)
+                    # disagree on \p{L}/\p{N}, which ftune cannot fix.
+                    if 0xD800 <= cp <= 0xDFFF or unicodedata.category(chr(cp)) == "Cn":
+                        cp = 0x41
+                    parts.append(chr(cp))
+            f.write(json.dumps({"text": "".join(parts)}, ensure_ascii=False) + "\n")
+
+
+MAKERS = {
+    "llama3": make_llama3,
+    "gpt2": lambda out, text: make_gpt2(out, text, "gpt2", add_prefix_space=False, roberta=False),
+    "roberta": lambda out, text: make_gpt2(out, text, "roberta", add_prefix_space=True, roberta=True),
+    "spm_bpe": lambda out, text: make_spm_bpe(out, text, "spm_bpe", legacy=False),
+    "spm_legacy": lambda out, text: make_spm_bpe(out, text, "spm_legacy", legacy=True),
+    "spm_hf": make_spm_hf,
+    "qwen2": make_qwen2,
+}
+
+
+def make(out, corpus_path, kinds):
+    fuzz_corpus(os.path.join(out, "fuzz.jsonl"), 3000, 1234)
     text = training_text(read_corpus(corpus_path))
-    make_llama3(out, text)
-    make_gpt2(out, text, "gpt2", add_prefix_space=False, roberta=False)
-    make_gpt2(out, text, "roberta", add_prefix_space=True, roberta=True)
-    make_spm_bpe(out, text, "spm_bpe", legacy=False)
-    make_spm_bpe(out, text, "spm_legacy", legacy=True)
-    make_spm_hf(out, text)
+    for kind in kinds:
+        MAKERS[kind](out, text)
+
+
+def prepare(out, corpus_path, kind):
+    """make + expect for one kind, in one process (each C++ test runs in its own process)."""
+    make(out, corpus_path, [kind])
+    d = os.path.join(out, kind)
+    expect(d, corpus_path, os.path.join(d, "expect.jsonl"))
+    expect(d, os.path.join(out, "fuzz.jsonl"), os.path.join(d, "fuzz_expect.jsonl"))
 
 
 def expect(tok_dir, corpus_path, out_path):
@@ -176,8 +251,10 @@ def expect(tok_dir, corpus_path, out_path):
 
 if __name__ == "__main__":
     if sys.argv[1] == "make":
-        make(sys.argv[2], sys.argv[3])
+        make(sys.argv[2], sys.argv[3], sys.argv[4:] or list(MAKERS))
+    elif sys.argv[1] == "prepare":
+        prepare(sys.argv[2], sys.argv[3], sys.argv[4])
     elif sys.argv[1] == "expect":
         expect(sys.argv[2], sys.argv[3], sys.argv[4])
     else:
-        sys.exit("usage: tok_oracle.py make OUTDIR CORPUS | expect TOKDIR CORPUS OUT")
+        sys.exit("usage: tok_oracle.py make|prepare|expect ... (see the docstring)")
