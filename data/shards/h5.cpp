@@ -19,10 +19,18 @@ void init() {
   static std::once_flag once;
   std::call_once(once, [] {
     // Before the library opens anything: the environment switch is what HDF5 < 1.10.7 reads.
+    // A value the user set is kept (HDF5 lets it override the property below, so an explicit
+    // HDF5_USE_FILE_LOCKING=TRUE turns locking back on).
     setenv("HDF5_USE_FILE_LOCKING", "FALSE", 0);
     H5open();
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
   });
+  // A thread-safe HDF5 keeps one error stack per thread, each printing by default: switch it
+  // off in every thread that calls in (the reader's prefetch thread included).
+  thread_local bool quiet = false;
+  if (!quiet) {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    quiet = true;
+  }
 }
 
 namespace {
@@ -52,6 +60,7 @@ int64_t check(int64_t status, const std::string& what) {
 }
 
 std::mutex& mutex() {
+  init();  // every HDF5 call site takes this lock first
   static std::mutex m;
   return m;
 }
@@ -70,7 +79,7 @@ Handle open_read_only(const std::string& path) {
   // ignore_when_disabled = true: where the file system has no locks, carry on without them.
   check(H5Pset_file_locking(fapl.get(), false, true), "disabling file locking");
 #endif
-  return wrap_file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), "cannot open as HDF5");
+  return wrap_file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get()), "not a readable HDF5 file");
 }
 
 Handle create_truncate(const std::string& path) {
@@ -112,7 +121,8 @@ void write_attr(hid_t obj, const char* name, const std::vector<std::string>& val
   Handle space = wrap_space(H5Screate_simple(1, &n, nullptr), "string list space");
   std::vector<const char*> ptrs;
   for (const auto& v : values) ptrs.push_back(v.c_str());
-  write_raw_attr(obj, name, type.get(), space.get(), ptrs.data());
+  const char* none = nullptr;  // HDF5 refuses a null buffer even for zero elements
+  write_raw_attr(obj, name, type.get(), space.get(), ptrs.empty() ? &none : ptrs.data());
 }
 
 bool has_attr(hid_t obj, const char* name) {
@@ -140,6 +150,7 @@ std::vector<std::string> read_strings(hid_t obj, const char* name) {
   }
   auto n = static_cast<size_t>(attr_elements(attr.get(), name));
   std::vector<std::string> out;
+  if (n == 0) return out;
   if (check(H5Tis_variable_str(ftype.get()), what) > 0) {
     Handle mtype = vlen_string_type();
     std::vector<char*> ptrs(n, nullptr);

@@ -43,7 +43,8 @@ class Handle {
   Closer closer_ = nullptr;
 };
 
-// Switches off HDF5's stderr error printing; idempotent, called by everything below.
+// Switches off HDF5's stderr error printing for the calling thread; cheap after the first call.
+// Called by mutex() and the open/create functions, so every HDF5 call site goes through it.
 void init();
 // The most specific message on the current HDF5 error stack, "" when empty.
 std::string last_error();
@@ -51,7 +52,7 @@ std::string last_error();
 int64_t check(int64_t status, const std::string& what);
 
 // Serialises HDF5 calls in this process: the library may be built without thread safety on
-// some clusters, and the reader's prefetch thread and the main thread both touch it.
+// some clusters, and the reader's prefetch thread and the main thread both touch it. Calls init().
 std::mutex& mutex();
 
 Handle wrap_file(hid_t id, const std::string& what);

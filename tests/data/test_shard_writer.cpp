@@ -5,6 +5,7 @@
 
 #include "common/error.h"
 #include "data/shards/format.h"
+#include "data/shards/shard_set.h"
 
 #include <gtest/gtest.h>
 
@@ -53,6 +54,17 @@ TEST(ShardWriter, RejectsIdsOutsideVocabularyAndBadMask) {
   ids = {1, 2, 3};
   std::vector<uint8_t> mask = {0, 1, 2};
   EXPECT_THROW(w.add_document(ids.data(), ids.size(), mask.data()), Error);
+}
+
+TEST(ShardWriter, EmptySourceListAndNoBosEosRoundTrip) {
+  TempDir tmp;
+  auto info = test_info(100, false);
+  info.source_files.clear();
+  info.bos_id = info.eos_id = -1;
+  write_set(tmp.file("set"), make_docs(2, 5, 10, 100, false), info, 100);
+  auto set = data::ShardSet::open(tmp.file("set"), std::string("h-test"));
+  EXPECT_TRUE(set->shard(0).source_files.empty());
+  EXPECT_EQ(set->shard(0).bos_id, -1);
 }
 
 TEST(ShardWriter, RefusesDirectoryHoldingASet) {

@@ -38,7 +38,14 @@ def check_shard(path, exp, index_entry):
             expect(int(a[key]) == exp[key], f"{path}: {key} {a[key]} != {exp[key]}")
         expect([as_str(s) for s in a["source_files"]] == exp["source_files"], f"{path}: source_files")
         expect(as_str(a["tool_version"]) == exp["tool_version"], f"{path}: tool_version")
+        for key in ("format_version", "vocab_size", "bos_id", "eos_id", "n_documents", "n_tokens",
+                    "n_masked_tokens"):
+            expect(np.asarray(a[key]).dtype == np.int64, f"{path}: attribute {key} is not int64")
+        for key in ("tokenizer_hash", "tool_version"):
+            expect(isinstance(a[key], str), f"{path}: attribute {key} is not a UTF-8 string")
         tokens, offsets = f["tokens"], f["doc_offsets"]
+        expect(tokens.chunks == (32768,) and tokens.compression is None,
+               f"{path}: tokens chunks {tokens.chunks}, compression {tokens.compression}")
         want = np.uint16 if exp["vocab_size"] <= 65536 else np.uint32
         expect(tokens.dtype == want, f"{path}: tokens dtype {tokens.dtype}, want {want}")
         expect(tokens.ndim == 1 and tokens.chunks is not None, f"{path}: tokens not 1-D chunked")
