@@ -205,6 +205,8 @@ TEST_F(TokenizeE2E, OutputDoesNotDependOnTheThreadCount) {
   EXPECT_EQ(one["docs"], four["docs"]);
   EXPECT_EQ(one["index"], four["index"]);
   EXPECT_NE(r4.output.find("skipped 6 record(s): missing_field 6"), std::string::npos) << r4.output;
+  auto v = run_ftune("data verify " + dir_.file("out") + " 2>&1");  // the shards team's full check
+  EXPECT_EQ(v.exit_code, 0) << v.output;
 }
 
 TEST_F(TokenizeE2E, GzipAndZstdInputsGiveTheSameShards) {
