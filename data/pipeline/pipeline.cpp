@@ -351,6 +351,11 @@ TokenizeSummary run_tokenize(const TokenizeConfig& cfg, const std::string& tool_
     if (stat(f.c_str(), &st) == 0) sum.input_bytes += static_cast<uint64_t>(st.st_size);
   }
   sum.files = static_cast<int64_t>(files.size());
+  for (const auto& f : files) {  // a .txt line has no fields to render
+    if (cfg.format != "text" && input_kind_of(f) == InputKind::kText) {
+      throw Error("format=" + cfg.format + " reads JSONL records, but " + f + " is a .txt file (use format=text)");
+    }
+  }
   auto tok = Tokenizer::load(cfg.tokenizer);
   const ShardSetInfo info = shard_info(cfg, *tok, files, tool_version);
   ShardSetWriter writer(cfg.output, info, cfg.tokens_per_shard);

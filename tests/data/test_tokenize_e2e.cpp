@@ -332,6 +332,10 @@ TEST_F(TokenizeE2E, ConfigFileAndValidation) {
   auto r = tokenize(dir_.file("a.jsonl"), "llama3", "--format xml");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("tokenize.format: 'xml' is not one of text | instruction | chat"), std::string::npos) << r.output;
+  write_file(dir_.file("t.txt"), "plain\n");
+  r = tokenize(dir_.file("t.txt"), "llama3", "--format chat");
+  EXPECT_NE(r.output.find("format=chat reads JSONL records, but " + dir_.file("t.txt") + " is a .txt file"),
+            std::string::npos) << r.output;
   r = tokenize(dir_.file("missing-*.jsonl"), "llama3", "");
   EXPECT_NE(r.output.find("matches no file"), std::string::npos) << r.output;
   write_file(dir_.file("c.toml"), "[tokenize]\nformat = \"instruction\"\nprompt_field = \"q\"\nresponse_field = \"a\"\n");
