@@ -4,6 +4,7 @@
 Trains a Llama-3-style byte-level BPE tokenizer (Split regex + ByteLevel, ignore_merges,
 32k vocab) on a generated multi-script corpus of a few MB, then times
   - ftune's C++ tokenizer (build target ftune_bench_tokenizer), 1 thread and all threads,
+  - `ftune data encode` end to end (JSON in and out),
   - tokenizers' encode_batch with 1 rayon thread and with all threads,
 prints tokens/s for each and checks that the ids are identical.
 
@@ -136,6 +137,14 @@ def main():
         print(out, end="")
         ftune_ids = read_ftune_ids(ids_bin)
         tokens = sum(len(x) for x in ftune_ids)
+        # The CLI end to end: JSONL parse, encode, JSON out (single-threaded).
+        ftune_bin = os.path.join(args.build, "launcher", "ftune")
+        if os.path.exists(ftune_bin):
+            t0 = time.perf_counter()
+            subprocess.run([ftune_bin, "data", "encode", "--tokenizer", tok_path, corpus], check=True,
+                           stdout=subprocess.DEVNULL)
+            secs = time.perf_counter() - t0
+            print(f"ftune data encode (CLI, 1 thread, incl. JSON I/O): {secs:.3f} s  {tokens / secs:.0f} tokens/s")
         for threads in (1, args.threads):
             secs, ref_ids = time_tokenizers(tok_path, corpus, threads)
             print(f"tokenizers {threads} thread(s): {secs:.3f} s  {tokens / secs:.0f} tokens/s")

@@ -82,89 +82,108 @@ void flush_bytes(std::string& bytes, std::vector<std::string>& out) {
   bytes.clear();
 }
 
+// ByteLevel: map each token's characters back to bytes (tokens outside the byte alphabet,
+// such as added tokens, pass through as UTF-8), then one lossy UTF-8 string.
+std::vector<std::string> decode_byte_level(const std::vector<std::string>& tokens) {
+  const ByteLevelMap& m = byte_level_map();
+  std::string bytes, mapped;
+  for (const std::string& t : tokens) {
+    mapped.clear();
+    bool ok = true;
+    for (size_t i = 0; i < t.size() && ok;) {
+      uint32_t cp = utf8_next(t, i);
+      ok = cp < 324 && m.byte_of[cp] >= 0;
+      if (ok) mapped += char(m.byte_of[cp]);
+    }
+    bytes += ok ? mapped : t;
+  }
+  std::string text;
+  append_utf8_lossy(bytes, text);
+  return {std::move(text)};
+}
+
+// ByteFallback: runs of <0xNN> tokens become their UTF-8 text, or one U+FFFD per byte when
+// the run is not valid UTF-8.
+std::vector<std::string> decode_byte_fallback(std::vector<std::string> tokens) {
+  std::vector<std::string> out;
+  std::string bytes;
+  for (std::string& t : tokens) {
+    int v = byte_fallback_value(t);
+    if (v >= 0) {
+      bytes += char(v);
+      continue;
+    }
+    flush_bytes(bytes, out);
+    out.push_back(std::move(t));
+  }
+  flush_bytes(bytes, out);
+  return out;
+}
+
+// Strip: up to `start` leading and `stop` trailing `content` characters of one token.
+std::string strip_token(const DecoderStep& step, const std::string& t) {
+  std::vector<std::pair<size_t, size_t>> chars;  // byte ranges of the characters
+  for (size_t i = 0; i < t.size();) {
+    size_t b = i;
+    utf8_next(t, i);
+    chars.emplace_back(b, i);
+  }
+  auto is_content = [&](size_t k) {
+    return std::string_view(t.data() + chars[k].first, chars[k].second - chars[k].first) == step.content;
+  };
+  size_t start_cut = 0, stop_cut = chars.size();
+  for (size_t k = 0; k < std::min(step.start, chars.size()) && is_content(k); ++k) start_cut = k + 1;
+  for (size_t k = 0; k < std::min(step.stop, chars.size()) && is_content(chars.size() - 1 - k); ++k) {
+    stop_cut = chars.size() - 1 - k;
+  }
+  if (start_cut >= stop_cut) return "";
+  return t.substr(chars[start_cut].first, chars[stop_cut - 1].second - chars[start_cut].first);
+}
+
+// Metaspace decoder: the replacement becomes a space, except in the first token, where every
+// replacement is dropped unless the prepend scheme is never (as tokenizers does).
+std::string metaspace_token(const DecoderStep& step, const std::string& t, bool first) {
+  const bool drop = first && step.prepend_scheme != PrependScheme::never;
+  std::string r;
+  for (size_t i = 0; i < t.size();) {
+    size_t b = i;
+    utf8_next(t, i);
+    std::string_view c(t.data() + b, i - b);
+    if (c != step.replacement) {
+      r.append(c);
+    } else if (!drop) {
+      r += ' ';
+    }
+  }
+  return r;
+}
+
 std::vector<std::string> decode_step(const DecoderStep& step, std::vector<std::string> tokens) {
   using Kind = DecoderStep::Kind;
-  std::vector<std::string> out;
   switch (step.kind) {
-    case Kind::byte_level: {
-      const ByteLevelMap& m = byte_level_map();
-      std::string bytes;
-      for (const std::string& t : tokens) {
-        std::string mapped;
-        bool ok = true;
-        for (size_t i = 0; i < t.size() && ok;) {
-          uint32_t cp = utf8_next(t, i);
-          ok = cp < 324 && m.byte_of[cp] >= 0;
-          if (ok) mapped += char(m.byte_of[cp]);
-        }
-        bytes += ok ? mapped : t;  // a token outside the byte alphabet passes through as is
-      }
-      std::string text;
-      append_utf8_lossy(bytes, text);
-      out.push_back(std::move(text));
-      return out;
-    }
-    case Kind::replace:
-      for (const std::string& t : tokens) {
-        std::string r;
-        replace_all(t, step.pattern, step.content, r);
-        out.push_back(std::move(r));
-      }
-      return out;
-    case Kind::byte_fallback: {
-      std::string bytes;
-      for (std::string& t : tokens) {
-        int v = byte_fallback_value(t);
-        if (v >= 0) {
-          bytes += char(v);
-          continue;
-        }
-        flush_bytes(bytes, out);
-        out.push_back(std::move(t));
-      }
-      flush_bytes(bytes, out);
-      return out;
-    }
+    case Kind::byte_level:
+      return decode_byte_level(tokens);
+    case Kind::byte_fallback:
+      return decode_byte_fallback(std::move(tokens));
     case Kind::fuse: {
       std::string all;
       for (const std::string& t : tokens) all += t;
-      out.push_back(std::move(all));
-      return out;
+      return {std::move(all)};
     }
+    case Kind::replace:
     case Kind::strip:
     case Kind::metaspace:
       break;
   }
-  for (size_t ti = 0; ti < tokens.size(); ++ti) {
-    const std::string& t = tokens[ti];
-    std::vector<std::pair<size_t, size_t>> chars;  // byte ranges of the characters
-    for (size_t i = 0; i < t.size();) {
-      size_t b = i;
-      utf8_next(t, i);
-      chars.emplace_back(b, i);
-    }
+  std::vector<std::string> out;
+  for (size_t i = 0; i < tokens.size(); ++i) {
     std::string r;
-    if (step.kind == Kind::metaspace) {
-      // Every replacement character of the first token is dropped unless scheme is never.
-      const bool drop = ti == 0 && step.prepend_scheme != PrependScheme::never;
-      for (auto [b, e] : chars) {
-        std::string_view c(t.data() + b, e - b);
-        if (c == step.replacement) {
-          if (!drop) r += ' ';
-        } else {
-          r.append(c);
-        }
-      }
-    } else {  // strip
-      auto is_content = [&](size_t k) {
-        return std::string_view(t.data() + chars[k].first, chars[k].second - chars[k].first) == step.content;
-      };
-      size_t start_cut = 0, stop_cut = chars.size();
-      for (size_t k = 0; k < std::min(step.start, chars.size()) && is_content(k); ++k) start_cut = k + 1;
-      for (size_t k = 0; k < std::min(step.stop, chars.size()) && is_content(chars.size() - 1 - k); ++k) {
-        stop_cut = chars.size() - 1 - k;
-      }
-      if (start_cut < stop_cut) r = t.substr(chars[start_cut].first, chars[stop_cut - 1].second - chars[start_cut].first);
+    if (step.kind == Kind::replace) {
+      replace_all(tokens[i], step.pattern, step.content, r);
+    } else if (step.kind == Kind::strip) {
+      r = strip_token(step, tokens[i]);
+    } else {
+      r = metaspace_token(step, tokens[i], i == 0);
     }
     out.push_back(std::move(r));
   }

@@ -21,7 +21,8 @@ class Tokenizer {
   ~Tokenizer();
 
   // As `tokenizers`' encode(text, add_special_tokens=...): added/special tokens in the text are
-  // matched as whole tokens where the reference matches them. Thread-safe (const).
+  // matched as whole tokens where the reference matches them. Thread-safe (const). `text` must
+  // be valid UTF-8 (ftune::Error otherwise, as Python strings always are).
   std::vector<int32_t> encode(std::string_view text, bool add_special_tokens) const;
   // Appends to `out` (no per-call allocation once `out` has capacity).
   void encode_into(std::string_view text, bool add_special_tokens, std::vector<int32_t>& out) const;

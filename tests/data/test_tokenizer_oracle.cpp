@@ -105,7 +105,8 @@ TEST_P(TokenizerOracle, ConfigTokensAndHash) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, TokenizerOracle, ::testing::Values("llama3", "gpt2", "roberta", "spm_bpe", "spm_legacy", "spm_hf", "qwen2"));
+INSTANTIATE_TEST_SUITE_P(Kinds, TokenizerOracle, ::testing::Values("llama3", "gpt2", "roberta", "spm_bpe", "spm_legacy", "spm_hf", "qwen2",
+                                          "bpe_affixes"));
 
 }  // namespace
 }  // namespace ftune::data

@@ -119,6 +119,22 @@ def make_gpt2(out, text, name, add_prefix_space, roberta):
     tok.save(os.path.join(d, "tokenizer.json"))
 
 
+def make_bpe_affixes(out, text):
+    """BPE with continuing_subword_prefix and end_of_word_suffix, unk, and no decoder."""
+    tok = Tokenizer(models.BPE(unk_token="[UNK]", continuing_subword_prefix="##", end_of_word_suffix="</w>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    trainer = trainers.BpeTrainer(vocab_size=1000, special_tokens=["[UNK]", "[CLS]", "[SEP]"],
+                                  continuing_subword_prefix="##", end_of_word_suffix="</w>",
+                                  limit_alphabet=150, show_progress=False)
+    tok.train_from_iterator(text, trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))])
+    d = os.path.join(out, "bpe_affixes")
+    os.makedirs(d, exist_ok=True)
+    tok.save(os.path.join(d, "tokenizer.json"))
+
+
 def add_byte_tokens(path):
     """SentencePiece byte fallback: <0x00>..<0xFF> in the model vocabulary."""
     with open(path, encoding="utf-8") as f:
@@ -140,8 +156,9 @@ def make_spm_bpe(out, text, name, legacy):
         tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(),
                                          decoders.Fuse(), decoders.Strip(" ", 1, 0)])
     else:
-        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first", split=False)
-        tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace(replacement="▁", prepend_scheme="first")])
+        # split=True and prepend_scheme=always here; spm_hf covers split=False with "first".
+        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always", split=True)
+        tok.decoder = decoders.Sequence([decoders.ByteFallback(), decoders.Metaspace(replacement="▁", prepend_scheme="always")])
     trainer = trainers.BpeTrainer(vocab_size=900, special_tokens=["<unk>", "<s>", "</s>"],
                                   limit_alphabet=120, show_progress=False)
     tok.train_from_iterator(text, trainer)
@@ -218,6 +235,7 @@ MAKERS = {
     "spm_legacy": lambda out, text: make_spm_bpe(out, text, "spm_legacy", legacy=True),
     "spm_hf": make_spm_hf,
     "qwen2": make_qwen2,
+    "bpe_affixes": make_bpe_affixes,
 }
 
 
