@@ -53,6 +53,11 @@ struct Node {
 // "name:line:col" for an offset into source.
 std::string where(const std::string& name, const std::string& source, size_t pos);
 
+// Throws ftune::Error for a filter, test, function or method the evaluator does not have, so
+// an unsupported template fails once when loaded rather than on every record.
+void check_supported(const std::vector<std::unique_ptr<Node>>& body, const std::string& name,
+                     const std::string& source);
+
 // Parses the template body; throws ftune::Error naming the construct and position.
 std::vector<std::unique_ptr<Node>> parse_template(const std::string& source,
                                                   const std::string& name);

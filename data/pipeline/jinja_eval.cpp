@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <set>
 
 #include "data/pipeline/jinja_ast.h"
 
@@ -520,8 +521,58 @@ class Renderer {
 
 }  // namespace
 
+namespace {
+
+// What the Renderer implements; check_supported refuses the rest up front.
+const std::set<std::string> kFilters = {"trim", "length", "count", "tojson", "string", "upper", "lower",
+                                        "default", "d", "first", "last", "join"};
+const std::set<std::string> kTests = {"defined", "undefined", "none", "string", "number", "integer", "boolean",
+                                      "mapping", "sequence", "iterable", "true", "false", "equalto", "eq"};
+const std::set<std::string> kFunctions = {"namespace", "raise_exception", "range"};
+const std::set<std::string> kMethods = {"strip", "lstrip", "rstrip", "upper", "lower", "startswith",
+                                        "endswith", "get", "items", "keys", "values"};
+
+void check_expr(const Expr& e, const std::string& name, const std::string& source) {
+  auto refuse = [&](const std::string& what) {
+    throw Error(where(name, source, e.pos) + ": unsupported Jinja " + what + " '" + e.name + "'");
+  };
+  if (e.kind == Expr::Kind::kFilter && !kFilters.count(e.name)) refuse("filter");
+  if (e.kind == Expr::Kind::kTest && !kTests.count(e.name)) refuse("test");
+  if (e.kind == Expr::Kind::kCall) {
+    const Expr& callee = *e.args[0];
+    if (callee.kind == Expr::Kind::kName && !kFunctions.count(callee.name)) {
+      throw Error(where(name, source, callee.pos) + ": unsupported Jinja function '" + callee.name + "'");
+    }
+    if (callee.kind == Expr::Kind::kAttr && !kMethods.count(callee.name)) {
+      throw Error(where(name, source, callee.pos) + ": unsupported method '" + callee.name + "'");
+    }
+  }
+  for (const auto& a : e.args) {
+    if (a) check_expr(*a, name, source);
+  }
+}
+
+}  // namespace
+
+void check_supported(const std::vector<std::unique_ptr<Node>>& body, const std::string& name,
+                     const std::string& source) {
+  for (const auto& n : body) {
+    for (const ExprPtr* e : {&n->expr, &n->loop_filter}) {
+      if (*e) check_expr(**e, name, source);
+    }
+    for (const auto& [cond, branch] : n->branches) {
+      if (cond) check_expr(*cond, name, source);
+      check_supported(branch, name, source);
+    }
+    check_supported(n->body, name, source);
+    check_supported(n->else_body, name, source);
+  }
+}
+
 Template::Template(const std::string& source, std::string name)
-    : name_(std::move(name)), source_(source), body_(parse_template(source_, name_)) {}
+    : name_(std::move(name)), source_(source), body_(parse_template(source_, name_)) {
+  check_supported(body_, name_, source_);
+}
 Template::~Template() = default;
 Template::Template(Template&&) noexcept = default;
 Template& Template::operator=(Template&&) noexcept = default;
