@@ -415,7 +415,10 @@ std::string format_summary(const TokenizeSummary& s, const TokenizeConfig& cfg) 
     os << "[data] " << s.segment_fallbacks << " document(s) could not be aligned to their text; their segments "
        << "were tokenized separately\n";
   }
-  os << "[data] " << format_duration(s.seconds) << ", " << human(double(s.tokens) / std::max(s.seconds, 1e-9))
+  char secs[32];
+  std::snprintf(secs, sizeof(secs), "%.2f s", s.seconds);
+  os << "[data] " << (s.seconds < 60 ? std::string(secs) : format_duration(s.seconds)) << ", "
+     << human(double(s.tokens) / std::max(s.seconds, 1e-9))
      << " tokens/s with " << s.encoder_threads << " encoder thread(s)\n";
   return os.str();
 }
