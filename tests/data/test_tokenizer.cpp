@@ -66,6 +66,22 @@ TEST(Tokenizer, LoadsFromDirectoryWithConfig) {
   EXPECT_EQ(tok->chat_template(), "{{ x }}");
   EXPECT_EQ(tok->pad_id(), std::nullopt);
   EXPECT_EQ(tok->hash(), sha256_hex(test::read_file(dir.file("tokenizer.json"))));
+  EXPECT_EQ(tok->encode("the", true), tok->encode("the", false));  // no post-processor, no add_bos
+}
+
+// With no post_processor in tokenizer.json, add_bos_token/add_eos_token from the config apply
+// (as transformers does); with one, the post-processor alone decides (as tokenizers does).
+TEST(Tokenizer, ConfigAddBosOnlyWithoutPostProcessor) {
+  test::TempDir dir;
+  json j = tiny_byte_level(false);
+  write_json(dir, j);
+  write_json(dir, {{"bos_token", "<|eot|>"}, {"eos_token", "<|eot|>"}, {"add_bos_token", true}, {"add_eos_token", true}},
+             "tokenizer_config.json");
+  const int32_t t = *Tokenizer::load(dir.path())->token_to_id("t");
+  EXPECT_EQ(Tokenizer::load(dir.path())->encode("the", true), (std::vector<int32_t>{98, t, 96, 98}));
+  j["post_processor"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", true}};
+  write_json(dir, j);
+  EXPECT_EQ(Tokenizer::load(dir.path())->encode("the", true), (std::vector<int32_t>{t, 96}));
 }
 
 TEST(Tokenizer, EncodesTheSameFromManyThreads) {
