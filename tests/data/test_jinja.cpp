@@ -1,0 +1,73 @@
+// The chat-template interpreter: exact renders of real templates and clear errors for what it
+// does not support (agreement with jinja2: test_jinja_oracle.cpp).
+#include <gtest/gtest.h>
+
+#include "data/pipeline/chat_templates.h"
+#include "data/pipeline/jinja.h"
+#include "tests/data/chat_template_fixtures.h"
+
+namespace ftune::data::jinja {
+namespace {
+
+using test::conversation;
+using test::vars;
+
+TEST(Jinja, Llama3RendersHeadersTrimmedContentAndOneBos) {
+  Template t(builtin_chat_template("llama3"));
+  Value v = vars(conversation(true), true);
+  v["bos_token"] = "<|begin_of_text|>";
+  EXPECT_EQ(t.render(v),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi there<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\nHello!<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nCapital of France?<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\nParis.<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n");
+}
+
+TEST(Jinja, ChatmlAndLlama2) {
+  Value msgs = Value::array({Value{{"role", "user"}, {"content", "Hi"}}, Value{{"role", "assistant"}, {"content", "Yo"}}});
+  EXPECT_EQ(Template(builtin_chat_template("chatml")).render(vars(msgs, false)),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nYo<|im_end|>\n");
+  msgs.insert(msgs.begin(), Value{{"role", "system"}, {"content", "Sys"}});
+  EXPECT_EQ(Template(builtin_chat_template("llama2")).render(vars(msgs, false)),
+            "<s>[INST] <<SYS>>\nSys\n<</SYS>>\n\nHi [/INST] Yo </s>");
+}
+
+TEST(Jinja, RaiseExceptionCarriesTheTemplatesMessage) {
+  Template t(test::kMistralTemplate);
+  Value msgs = Value::array({Value{{"role", "assistant"}, {"content", "first"}}});
+  try {
+    t.render(vars(msgs, false));
+    FAIL() << "expected a RenderError";
+  } catch (const RenderError& e) {
+    EXPECT_NE(std::string(e.what()).find("Conversation roles must alternate"), std::string::npos) << e.what();
+  }
+}
+
+void expect_parse_error(const std::string& src, const std::string& what, const std::string& where) {
+  try {
+    Template t(src, "tpl");
+    FAIL() << "expected an error for " << src;
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find(what), std::string::npos) << msg;
+    EXPECT_NE(msg.find(where), std::string::npos) << msg;
+  }
+}
+
+TEST(Jinja, UnsupportedConstructsAreNamedWithTheirPosition) {
+  expect_parse_error("ab\n  {% macro f() %}x{% endmacro %}", "unsupported Jinja construct '{% macro %}'", "tpl:2:6");
+  expect_parse_error("{% set x %}body{% endset %}", "'{% set %} block'", "tpl:1:4");
+  expect_parse_error("{{ x ** 2 }}", "'**'", "tpl:1:6");
+  expect_parse_error("{% for x in y %}", "missing '{% endfor %}'", "tpl:1:17");
+  expect_parse_error("{{ 'abc }}", "unclosed", "tpl:1:1");
+  expect_parse_error("{% generation %}", "'{% generation %}'", "tpl:1:4");
+  expect_parse_error("a\n{{ x | wordwrap }}", "unsupported Jinja filter 'wordwrap'", "tpl:2:8");
+  expect_parse_error("{% if x is odd %}{% endif %}", "unsupported Jinja test 'odd'", "tpl:1:9");
+  expect_parse_error("{{ strftime_now('%d') }}", "unsupported Jinja function 'strftime_now'", "tpl:1:4");
+  expect_parse_error("{{ m.content.title() }}", "unsupported method 'title'", "tpl:1:13");
+}
+
+}  // namespace
+}  // namespace ftune::data::jinja
