@@ -2,6 +2,7 @@
 
 #include <toml++/toml.h>
 
+#include <cstdio>
 #include <iostream>
 
 #include "common/error.h"
@@ -116,6 +117,30 @@ class TomlConfig : public CLI::Config {
 std::string g_config_file;  // [path] value of --config, read by the formatter
 
 }  // namespace
+
+namespace detail {
+std::string toml_quote(const std::string& v) {
+  std::string out = "\"";
+  for (unsigned char c : v) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) {
+          char buf[8];
+          std::snprintf(buf, sizeof buf, "\\u%04x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+}  // namespace detail
 
 std::string SectionList::dump_toml() const {
   std::string out;

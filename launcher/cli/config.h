@@ -23,15 +23,19 @@
 namespace ftune::cli {
 
 namespace detail {
-inline std::string toml_value(const std::string& v) {
-  std::ostringstream os;
-  os << std::quoted(v);
-  return os.str();
-}
+// A TOML basic string: quotes, backslashes and control characters escaped, so that a dumped
+// config (templates hold newlines) reads back unchanged.
+std::string toml_quote(const std::string& v);
+inline std::string toml_value(const std::string& v) { return toml_quote(v); }
 inline std::string toml_value(bool v) { return v ? "true" : "false"; }
 inline std::string toml_value(double v) {
+  // The shortest of 15 or 17 significant digits that reads back as the same double.
   std::ostringstream os;
-  os << std::setprecision(17) << v;
+  os << std::setprecision(15) << v;
+  if (std::stod(os.str()) != v) {
+    os.str("");
+    os << std::setprecision(17) << v;
+  }
   std::string s = os.str();
   if (s.find_first_of(".eEn") == std::string::npos) s += ".0";  // keep it a TOML float
   return s;

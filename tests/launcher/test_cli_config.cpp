@@ -149,6 +149,27 @@ TEST(CliConfig, ShortFlagsAliasDottedOnes) {
   EXPECT_NE(cmd.app->get_option_no_throw("--generate.max_new_tokens"), nullptr);
 }
 
+TEST(CliConfig, DumpedConfigReadsBackUnchanged) {
+  ftune::test::TempDir dir;
+  std::string dumped;
+  {
+    Harness h;
+    h.parse({"model", "init", "--optim.lr", "2e-5", "--optim.name", "line1\nsaid \"hi\"\t\\ end",
+             "--optim.fused", "--dump-config"});
+    testing::internal::CaptureStdout();
+    h.commands.run_selected(h.app);
+    dumped = testing::internal::GetCapturedStdout();
+  }
+  EXPECT_NE(dumped.find("lr = 2e-05\n"), std::string::npos) << dumped;
+  ftune::test::write_file(dir.file("dumped.toml"), dumped);
+  Harness h;
+  h.parse({"model", "init", "--config", dir.file("dumped.toml")});
+  EXPECT_DOUBLE_EQ(h.optim.lr, 2e-5);
+  EXPECT_EQ(h.optim.name, "line1\nsaid \"hi\"\t\\ end");
+  EXPECT_TRUE(h.optim.fused);
+  EXPECT_EQ(h.optim.milestones, (std::vector<int>{1, 2}));
+}
+
 TEST(CliConfig, DuplicateFlagIsRejected) {
   Harness h;
   CLI::App* init = h.app.get_subcommand("model")->get_subcommand("init");
