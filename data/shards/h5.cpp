@@ -84,7 +84,10 @@ Handle open_read_only(const std::string& path) {
 
 Handle create_truncate(const std::string& path) {
   init();
-  return wrap_file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT),
+  // No object timestamps: the same documents give byte-identical shards, whatever the run.
+  Handle fcpl = wrap_plist(H5Pcreate(H5P_FILE_CREATE), "file creation list");
+  check(H5Pset_obj_track_times(fcpl.get(), false), "disabling object timestamps");
+  return wrap_file(H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), H5P_DEFAULT),
                    "cannot create HDF5 file " + path);
 }
 

@@ -35,6 +35,7 @@ h5::Handle create_extensible(hid_t file, const char* name, hid_t type) {
   h5::check(H5Pset_chunk(dcpl.get(), 1, &chunk), std::string("chunking ") + name);
   // Every element is written before the file is closed; filling chunks first is wasted work.
   h5::check(H5Pset_fill_time(dcpl.get(), H5D_FILL_TIME_NEVER), std::string("fill time ") + name);
+  h5::check(H5Pset_obj_track_times(dcpl.get(), false), std::string("timestamps ") + name);
   return h5::wrap_dataset(
       H5Dcreate2(file, name, type, space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
       std::string("creating dataset ") + name);
@@ -129,8 +130,10 @@ class OpenShard {
   void write_offsets() {
     hsize_t n = offsets_.size();
     h5::Handle space = h5::wrap_space(H5Screate_simple(1, &n, nullptr), "offsets space");
+    h5::Handle dcpl = h5::wrap_plist(H5Pcreate(H5P_DATASET_CREATE), "doc_offsets");
+    h5::check(H5Pset_obj_track_times(dcpl.get(), false), "timestamps doc_offsets");
     h5::Handle ds = h5::wrap_dataset(H5Dcreate2(file_.get(), format::kDocOffsets, H5T_STD_I64LE,
-                                                space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT),
+                                                space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT),
                                      "creating dataset doc_offsets");
     h5::check(H5Dwrite(ds.get(), H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, offsets_.data()),
               "writing doc_offsets");

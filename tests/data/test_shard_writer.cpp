@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <filesystem>
 
+#include <unistd.h>
+
 namespace ftune::test {
 namespace {
 
@@ -39,6 +41,22 @@ TEST(ShardWriter, InterruptedWriterKeepsFinishedShardsAndLeavesNoTemporaries) {
     EXPECT_TRUE(data::format::is_shard_file_name(n)) << n;  // no temporaries left behind
     EXPECT_NE(n, "index.json");  // an unfinished set has no index
   }
+}
+
+TEST(ShardWriter, SameDocumentsGiveByteIdenticalShards) {
+  TempDir tmp;
+  auto docs = make_docs(9, 100, 100, 1000, true);
+  for (const char* name : {"a", "b"}) {
+    data::ShardSetWriter w(tmp.file(name), test_info(1000, true), 500);
+    for (const auto& d : docs) w.add_document(d.ids.data(), d.ids.size(), d.mask.data());
+    w.finish();
+    if (name[0] == 'a') sleep(1);  // a timestamp in the file would now differ
+  }
+  auto names = dir_names(tmp.file("a"));
+  ASSERT_EQ(names, dir_names(tmp.file("b")));
+  ASSERT_GT(names.size(), 2u);
+  for (const auto& n : names)
+    EXPECT_EQ(read_file(tmp.file("a") + "/" + n), read_file(tmp.file("b") + "/" + n)) << n;
 }
 
 TEST(ShardWriter, RejectsIdsOutsideVocabularyAndBadMask) {
