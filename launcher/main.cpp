@@ -6,13 +6,8 @@
 
 int main(int argc, char** argv) {
   CLI::App app{"ftune: fine-tune Llama-family models on GPU clusters", "ftune"};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", FTUNE_VERSION);
-  ftune::cli::install_toml_config(app);
   ftune::cli::CommandSet commands;
-  ftune::register_model_commands(app, commands);
-  ftune::register_generate_command(app, commands);
-  ftune::register_data_commands(app, commands);
+  ftune::build_cli(app, commands);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

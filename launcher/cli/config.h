@@ -120,6 +120,7 @@ class CommandSet {
   Command& add(CLI::App* parent, const std::string& name, const std::string& description);
   // Exit code of the chosen command; prints help and returns 2 when none was chosen.
   int run_selected(CLI::App& root);
+  const std::vector<std::unique_ptr<Command>>& all() const { return commands_; }
 
  private:
   std::vector<std::unique_ptr<Command>> commands_;
