@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -125,8 +126,16 @@ std::string decode_new_text(const data::Tokenizer& tok, const std::vector<int64_
 // --tokenizer, else the model directory's tokenizer.json; null when there is neither.
 std::shared_ptr<const data::Tokenizer> generate_tokenizer(const GenerateConfig& c) {
   if (!c.tokenizer.empty()) return data::Tokenizer::load(c.tokenizer);
-  if (fs::exists(fs::path(c.model) / "tokenizer.json")) return data::Tokenizer::load(c.model);
-  return nullptr;
+  if (!fs::exists(fs::path(c.model) / "tokenizer.json")) return nullptr;
+  try {
+    return data::Tokenizer::load(c.model);
+  } catch (const Error& e) {
+    // Ids in, ids out worked before tokenizers did: a tokenizer.json we cannot read (another
+    // model type) costs only the text there. A text prompt cannot do without it.
+    if (c.prompt_ids.empty()) throw;
+    std::cerr << "[generate] warning: printing ids only: " << e.what() << "\n";
+    return nullptr;
+  }
 }
 
 std::vector<int64_t> prompt_token_ids(const GenerateConfig& c, const data::Tokenizer* tok) {

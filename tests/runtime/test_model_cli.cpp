@@ -199,6 +199,22 @@ TEST(ModelCli, GenerateTakesATokenizerFromTheCommandLine) {
   EXPECT_EQ(short_flag, long_flag);
 }
 
+// A tokenizer.json ftune cannot read costs --prompt-ids runs only the text; --prompt fails.
+TEST(ModelCli, UnreadableTokenizerInTheModelDirectory) {
+  test::TempDir dir;
+  const std::string model = dir.file("m");
+  ASSERT_EQ(run_ftune("model init --out " + shell_quote(model)).exit_code, 0);
+  test::write_file(model + "/tokenizer.json", R"({"model": {"type": "WordPiece"}})");
+  auto ids = run_ftune("generate --model " + shell_quote(model) + " --prompt-ids 1,2 --greedy --json");
+  EXPECT_EQ(ids.exit_code, 0) << ids.output;
+  EXPECT_TRUE(contains(ids.output, "\"text\": null")) << ids.output;
+  EXPECT_TRUE(contains(ids.output, "[generate] warning: printing ids only: " + model + "/tokenizer.json"))
+      << ids.output;
+  auto text = run_ftune("generate --model " + shell_quote(model) + " --prompt hello");
+  EXPECT_NE(text.exit_code, 0);
+  EXPECT_TRUE(contains(text.output, model + "/tokenizer.json")) << text.output;
+}
+
 TEST(ModelCli, InitRefusesATokenizerBiggerThanTheVocabulary) {
   test::TempDir dir;
   const std::string tok_dir = write_tiny_tokenizer(dir);
