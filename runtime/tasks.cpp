@@ -120,6 +120,11 @@ std::string decode_new_text(const data::Tokenizer& tok, const std::vector<int64_
     if (id >= 0 && id < tok.vocab_size() && !tok.id_to_token(static_cast<int32_t>(id)).empty())
       known.push_back(static_cast<int32_t>(id));
   }
+  // Said on stderr, so that a short or empty text is not mistaken for the model's whole output.
+  if (known.size() < ids.size())
+    std::cerr << "[generate] note: " << ids.size() - known.size() << " of " << ids.size()
+              << " new ids have no token in " << tok.path() << " (" << tok.vocab_size()
+              << " tokens); the text leaves them out\n";
   return tok.decode(known, /*skip_special_tokens=*/true);
 }
 

@@ -26,7 +26,7 @@ Json oracle_json(const std::string& args) {
 }
 
 Json generate_json(const std::string& args) {
-  ProcessResult r = run_ftune("generate --greedy --max-new-tokens 24 --json " + args);
+  ProcessResult r = run_ftune("generate --greedy --max-new-tokens 24 --json " + args + " 2>/dev/null");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   return Json::parse(r.output, nullptr, /*allow_exceptions=*/false);
 }
