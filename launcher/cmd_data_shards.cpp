@@ -4,6 +4,7 @@
 #include "common/text.h"
 #include "data/shards/shard_set.h"
 #include "data/shards/shard_verify.h"
+#include "data/tokenizer/tokenizer.h"
 #include "launcher/commands.h"
 
 #include <cstdio>
@@ -20,10 +21,13 @@ namespace {
 struct InspectConfig {
   int64_t samples = 0;      // documents to print
   int64_t max_tokens = 64;  // per printed document
+  std::string tokenizer;    // "" = print ids
   template <class F>
   void fields(F&& f) {
-    f("samples", samples, "print the first N documents (token ids; masked tokens in [brackets])");
+    f("samples", samples, "print the first N documents (masked tokens in [brackets])");
     f("max_tokens", max_tokens, "print at most this many tokens of each sample document");
+    f("tokenizer", tokenizer, "print the samples as text decoded with this tokenizer.json (or a "
+                              "directory holding one); must be the tokenizer the shards were made with");
   }
 };
 
@@ -79,9 +83,11 @@ void print_summary(const data::ShardSet& set) {
   }
 }
 
-// Renders a run of token ids. Decoding goes here: when `ftune data inspect` gets a
-// --tokenizer, pass a renderer that calls data::Tokenizer::decode on the ids instead.
-using TokenRenderer = std::function<std::string(const std::vector<int32_t>& ids)>;
+// Renders a run of token ids: as ids, or as text when `ftune data inspect` has a --tokenizer.
+struct TokenRenderer {
+  std::function<std::string(const std::vector<int32_t>& ids)> render;
+  const char* separator;  // between runs: ids need a space, text must not get one it lacks
+};
 
 std::string render_ids(const std::vector<int32_t>& ids) {
   std::string out;
@@ -89,17 +95,31 @@ std::string render_ids(const std::vector<int32_t>& ids) {
   return out;
 }
 
+// Decoding with another tokenizer would print plausible nonsense; the hash tells them apart.
+TokenRenderer text_renderer(const std::string& path, const data::ShardSet& set) {
+  std::shared_ptr<const data::Tokenizer> tok = data::Tokenizer::load(path);
+  const std::string& want = set.index().tokenizer_hash;
+  if (tok->hash() != want) {
+    throw Error("data inspect: tokenizer " + tok->path() + " has hash " + tok->hash() +
+                ", but the shard set " + set.dir() + " was made with tokenizer hash " + want +
+                "; pass the tokenizer the shards were made with");
+  }
+  // Special tokens stay visible (BOS, EOS, chat headers): they are what inspecting is for.
+  return {[tok](const std::vector<int32_t>& ids) { return tok->decode(ids, /*skip_special_tokens=*/false); },
+          ""};
+}
+
 // Masked (context-only) runs in [brackets], trained-on runs plain.
 std::string render_document(const std::vector<int32_t>& ids, const std::vector<uint8_t>& mask,
-                            const TokenRenderer& render) {
+                            const TokenRenderer& renderer) {
   std::string out;
   size_t i = 0;
   while (i < ids.size()) {
     size_t j = i;
     while (j < ids.size() && mask[j] == mask[i]) ++j;
-    std::string run = render(std::vector<int32_t>(ids.begin() + static_cast<std::ptrdiff_t>(i),
-                                                  ids.begin() + static_cast<std::ptrdiff_t>(j)));
-    out += (out.empty() ? "" : " ") + (mask[i] ? run : "[" + run + "]");
+    std::string run = renderer.render(std::vector<int32_t>(ids.begin() + static_cast<std::ptrdiff_t>(i),
+                                                           ids.begin() + static_cast<std::ptrdiff_t>(j)));
+    out += (out.empty() ? "" : renderer.separator) + (mask[i] ? run : "[" + run + "]");
     i = j;
   }
   return out;
@@ -142,8 +162,11 @@ void register_data_shard_commands(CLI::App* data, cli::CommandSet& commands) {
   cli::add_section(inspect.app, inspect.sections, "inspect", *inspect_cfg, cli::ShortFlags::yes);
   inspect.run = [dir, inspect_cfg] {
     auto set = data::ShardSet::open(*dir);
+    // The tokenizer is checked before anything is printed, so a mismatch is not lost in output.
+    TokenRenderer renderer{render_ids, " "};
+    if (!inspect_cfg->tokenizer.empty()) renderer = text_renderer(inspect_cfg->tokenizer, *set);
     print_summary(*set);
-    print_samples(*set, *inspect_cfg, render_ids);
+    print_samples(*set, *inspect_cfg, renderer);
     return 0;
   };
 

@@ -2,11 +2,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <map>
+#include <memory>
 #include <sstream>
 
 #include "common/error.h"
 #include "common/text.h"
+#include "data/tokenizer/tokenizer.h"
 #include "runtime/checkpoint/hf_checkpoint.h"
 #include "runtime/generate.h"
 
@@ -61,16 +64,124 @@ std::string checkpoint_bytes(const std::string& dir, int64_t expected_params) {
   return os.str();
 }
 
+// Byte copy with streams: std::filesystem::copy_file is one of the functions libtorch.so also
+// exports, and this TU links LibTorch (see the pitfall with remove_all).
+void copy_bytes(const fs::path& from, const fs::path& to) {
+  std::ifstream in(from, std::ios::binary);
+  if (!in) throw Error("model init: cannot read " + from.string());
+  std::ofstream out(to, std::ios::binary | std::ios::trunc);
+  if (!(out << in.rdbuf()) || !out.flush()) throw Error("model init: cannot write " + to.string());
+}
+
+// Loads the tokenizer (which validates it) and checks that the embedding has a row for each
+// of its ids. A preset's bos/eos ids are placeholders, so they become the tokenizer's: then
+// generation stops where the tokenizer's text ends. A --model.config keeps its own ids.
+std::shared_ptr<const data::Tokenizer> init_tokenizer(const ModelInitConfig& c, ModelConfig& cfg) {
+  auto tok = data::Tokenizer::load(c.tokenizer);
+  if (tok->vocab_size() > cfg.vocab_size) {
+    throw Error("model init: tokenizer " + tok->path() + " has " + std::to_string(tok->vocab_size()) +
+                " tokens, but the model's vocab_size is " + std::to_string(cfg.vocab_size) +
+                " (" + (c.config.empty() ? "preset " + c.preset : c.config) +
+                "); the embedding needs a row per token id: use a preset or --model.config with "
+                "vocab_size >= " + std::to_string(tok->vocab_size()) + " (tiny-llama3 has 512)");
+  }
+  if (c.config.empty()) {
+    cfg.bos_token_id.reset();
+    if (tok->bos_id()) cfg.bos_token_id = *tok->bos_id();
+    cfg.eos_token_ids.clear();
+    if (tok->eos_id()) cfg.eos_token_ids.push_back(*tok->eos_id());
+  }
+  return tok;
+}
+
+// tokenizer.json and the files transformers' AutoTokenizer reads beside it (ours reads
+// tokenizer_config.json too), so the copy behaves as the original.
+void copy_tokenizer_files(const data::Tokenizer& tok, const std::string& out_dir) {
+  const fs::path from_dir = fs::path(tok.path()).parent_path();
+  const std::pair<fs::path, const char*> files[] = {
+      {tok.path(), "tokenizer.json"},
+      {from_dir / "tokenizer_config.json", "tokenizer_config.json"},
+      {from_dir / "special_tokens_map.json", "special_tokens_map.json"}};
+  for (const auto& [from, name] : files) {
+    const fs::path to = fs::path(out_dir) / name;
+    if (!fs::exists(from)) continue;
+    // Writing a file onto itself would truncate it first (--out is the tokenizer's directory).
+    if (fs::exists(to) && fs::equivalent(from, to)) continue;
+    copy_bytes(from, to);
+  }
+}
+
+// Ids the tokenizer has no token for are left out of the text, as `tokenizers`' decode does:
+// models often have more embedding rows than tokens (Qwen2: 151936 rows, 151665 tokens), and
+// a random or barely trained model may well sample those rows.
+std::string decode_new_text(const data::Tokenizer& tok, const std::vector<int64_t>& ids) {
+  std::vector<int32_t> known;
+  for (int64_t id : ids) {
+    if (id >= 0 && id < tok.vocab_size() && !tok.id_to_token(static_cast<int32_t>(id)).empty())
+      known.push_back(static_cast<int32_t>(id));
+  }
+  // Said on stderr, so that a short or empty text is not mistaken for the model's whole output.
+  if (known.size() < ids.size())
+    std::cerr << "[generate] note: " << ids.size() - known.size() << " of " << ids.size()
+              << " new ids have no token in " << tok.path() << " (" << tok.vocab_size()
+              << " tokens); the text leaves them out\n";
+  return tok.decode(known, /*skip_special_tokens=*/true);
+}
+
+// --tokenizer, else the model directory's tokenizer.json; null when there is neither.
+std::shared_ptr<const data::Tokenizer> generate_tokenizer(const GenerateConfig& c) {
+  if (!c.tokenizer.empty()) return data::Tokenizer::load(c.tokenizer);
+  if (!fs::exists(fs::path(c.model) / "tokenizer.json")) return nullptr;
+  try {
+    return data::Tokenizer::load(c.model);
+  } catch (const Error& e) {
+    // Ids in, ids out worked before tokenizers did: a tokenizer.json we cannot read (another
+    // model type) costs only the text there. A text prompt cannot do without it.
+    if (c.prompt_ids.empty()) throw;
+    std::cerr << "[generate] warning: printing ids only: " << e.what() << "\n";
+    return nullptr;
+  }
+}
+
+std::vector<int64_t> prompt_token_ids(const GenerateConfig& c, const data::Tokenizer* tok) {
+  if (!c.prompt_ids.empty()) return parse_token_ids(c.prompt_ids);
+  if (tok == nullptr) {
+    throw Error("generate: --prompt TEXT needs a tokenizer, and the model directory " + c.model +
+                " has no tokenizer.json; pass --tokenizer PATH (a tokenizer.json or a directory "
+                "holding one), or give the prompt as token ids with --prompt-ids 1,5,9");
+  }
+  // With special tokens, as `tokenizers` encodes by default: the post-processor's BOS.
+  std::vector<int32_t> ids = tok->encode(c.prompt, /*add_special_tokens=*/true);
+  return std::vector<int64_t>(ids.begin(), ids.end());
+}
+
+c10::Device parse_device(const std::string& name) {
+  c10::Device device(at::kCPU);
+  try {
+    device = c10::Device(name);
+  } catch (const std::exception&) {
+    throw Error("generate: --device '" + name + "' is not a device (cpu, cuda, cuda:1)");
+  }
+  if (device.is_cuda() && !at::hasCUDA())
+    throw Error("generate: --device " + name + " asked for, but no CUDA device is available");
+  return device;
+}
+
 }  // namespace
 
 std::string init_model_dir(const ModelInitConfig& c, const std::string& out_dir) {
   if (out_dir.empty()) throw Error("model init: --out DIR is required");
   ModelConfig cfg = init_config(c);
+  // Checked before anything is written, so a bad tokenizer leaves no half-made directory.
+  auto tok = c.tokenizer.empty() ? nullptr : init_tokenizer(c, cfg);
+  const std::string with_tok =
+      tok ? " + tokenizer, " + with_commas(tok->vocab_size()) + " tokens" : std::string();
   fs::create_directories(out_dir);
+  if (tok) copy_tokenizer_files(*tok, out_dir);
   if (c.config_only) {
     std::ofstream(fs::path(out_dir) / "config.json") << cfg.to_json().dump(2) << "\n";
     return "wrote " + out_dir + "/config.json (" + cfg.architecture + ", " +
-           with_commas(parameter_count(cfg)) + " parameters, no weights)";
+           with_commas(parameter_count(cfg)) + " parameters, no weights" + with_tok + ")";
   }
   // Allocated directly in the stored dtype: an 8B model in bf16 needs 16 GB, not 32.
   CausalLM model(cfg, torch::TensorOptions(parse_scalar_type(cfg.dtype)));
@@ -79,7 +190,7 @@ std::string init_model_dir(const ModelInitConfig& c, const std::string& out_dir)
   save.max_shard_bytes = static_cast<uint64_t>(c.max_shard_mb) * 1000 * 1000;
   save_model(model, out_dir, save);
   return "wrote " + out_dir + " (" + cfg.architecture + ", " +
-         with_commas(parameter_count(cfg)) + " parameters, " + cfg.dtype + ")";
+         with_commas(parameter_count(cfg)) + " parameters, " + cfg.dtype + with_tok + ")";
 }
 
 std::string describe_model_dir(const std::string& dir) {
@@ -125,23 +236,15 @@ std::vector<int64_t> parse_token_ids(const std::string& text) {
   return ids;
 }
 
-std::vector<int64_t> run_generate(const GenerateConfig& c) {
+GenerateResult run_generate(const GenerateConfig& c) {
   if (c.model.empty()) throw Error("generate: --model DIR is required");
   if (c.prompt.empty() == c.prompt_ids.empty())
     throw Error("generate: give exactly one of --prompt TEXT or --prompt-ids 1,5,9");
-  if (!c.prompt.empty())
-    throw Error("generate: --prompt TEXT needs a tokenizer, and ftune has no tokenizer support "
-                "yet; pass token ids with --prompt-ids");
   if (c.max_new_tokens < 0) throw Error("generate: --max-new-tokens must be >= 0");
-  std::vector<int64_t> prompt = parse_token_ids(c.prompt_ids);
-  c10::Device device(at::kCPU);
-  try {
-    device = c10::Device(c.device);
-  } catch (const std::exception&) {
-    throw Error("generate: --device '" + c.device + "' is not a device (cpu, cuda, cuda:1)");
-  }
-  if (device.is_cuda() && !at::hasCUDA())
-    throw Error("generate: --device " + c.device + " asked for, but no CUDA device is available");
+  // Tokenizer and prompt before the model: their errors come without the wait for the weights.
+  auto tok = generate_tokenizer(c);
+  std::vector<int64_t> prompt = prompt_token_ids(c, tok.get());
+  const c10::Device device = parse_device(c.device);
   auto model = load_model(c.model, torch::TensorOptions(parse_scalar_type(c.dtype)).device(device));
   model->eval();
   SamplingOptions s;
@@ -150,7 +253,10 @@ std::vector<int64_t> run_generate(const GenerateConfig& c) {
   s.top_p = c.top_p;
   s.top_k = c.top_k;
   s.seed = static_cast<uint64_t>(c.seed);
-  return generate(*model, prompt, c.max_new_tokens, s, model->config().eos_token_ids);
+  GenerateResult result;
+  result.ids = generate(*model, prompt, c.max_new_tokens, s, model->config().eos_token_ids);
+  if (tok) result.text = decode_new_text(*tok, result.ids);
+  return result;
 }
 
 }  // namespace ftune::model

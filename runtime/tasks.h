@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +18,7 @@ struct ModelInitConfig {
   std::string dtype;   // float32 | bfloat16 | float16; "" = the preset's / config's
   bool config_only = false;
   int64_t max_shard_mb = 5000;  // [MB] per safetensors shard
+  std::string tokenizer;        // "" = none copied
 
   template <class F>
   void fields(F&& f) {
@@ -27,6 +29,8 @@ struct ModelInitConfig {
     f("dtype", dtype, "stored dtype: float32, bfloat16 or float16 (default: the preset's)");
     f("config_only", config_only, "write config.json only, no weights (for `model info`)");
     f("max_shard_mb", max_shard_mb, "largest safetensors shard [MB]");
+    f("tokenizer", tokenizer, "tokenizer.json, or a directory holding it (and tokenizer_config.json, "
+                              "special_tokens_map.json), to copy into the model directory");
   }
 };
 
@@ -42,6 +46,7 @@ struct GenerateConfig {
   std::string model;       // HF model directory
   std::string prompt;      // text (needs a tokenizer)
   std::string prompt_ids;  // "1,5,9"
+  std::string tokenizer;   // "" = the model directory's tokenizer.json, if it has one
   int64_t max_new_tokens = 32;
   bool greedy = false;
   double temperature = 1.0;
@@ -55,15 +60,17 @@ struct GenerateConfig {
   template <class F>
   void fields(F&& f) {
     f("model", model, "HF model directory (config.json + safetensors)");
-    f("prompt", prompt, "prompt text (needs tokenizer support)");
+    f("prompt", prompt, "prompt text, encoded with the tokenizer (BOS added as it adds it)");
     f("prompt_ids", prompt_ids, "prompt as comma-separated token ids, e.g. 1,5,9");
+    f("tokenizer", tokenizer, "tokenizer.json or a directory holding one "
+                              "(default: the model directory's, when it has one)");
     f("max_new_tokens", max_new_tokens, "most tokens to generate");
     f("greedy", greedy, "always take the most likely token (else sample)");
     f("temperature", temperature, "sampling temperature (> 0)");
     f("top_p", top_p, "nucleus sampling: smallest set with this probability mass (1 = off)");
     f("top_k", top_k, "sample among the k most likely tokens (0 = off)");
     f("seed", seed, "sampling seed");
-    f("json", json, "print {\"ids\": [...], \"text\": ...} instead of the ids");
+    f("json", json, "print {\"ids\": [...], \"text\": ...} (text null without a tokenizer)");
     f("device", device, "cpu or cuda[:N]");
     f("dtype", dtype, "compute dtype: float32, bfloat16 or float16");
   }
@@ -72,7 +79,13 @@ struct GenerateConfig {
 // Parses "1,5,9"; throws ftune::Error naming the bad item.
 std::vector<int64_t> parse_token_ids(const std::string& text);
 
-// Runs generation and returns the new token ids.
-std::vector<int64_t> run_generate(const GenerateConfig& cfg);
+struct GenerateResult {
+  std::vector<int64_t> ids;         // the new tokens only (no prompt)
+  std::optional<std::string> text;  // their decoding, special tokens skipped; none without a tokenizer
+};
+
+// Runs generation: encodes --prompt (or parses --prompt-ids), generates, and decodes the new
+// tokens when a tokenizer is found.
+GenerateResult run_generate(const GenerateConfig& cfg);
 
 }  // namespace ftune::model

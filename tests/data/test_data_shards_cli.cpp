@@ -3,6 +3,8 @@
 #include "tests/support/test_support.h"
 
 #include "data/shards/format.h"
+#include "data/tokenizer/tokenizer.h"
+#include "tests/data/tiny_tokenizer.h"
 
 #include <gtest/gtest.h>
 #include <hdf5.h>
@@ -107,6 +109,39 @@ TEST_F(ShardCli, InspectAndVerifyWithoutIndexSayWhy) {
   EXPECT_NE(r.exit_code, 0);
   expect_contains(r.output, "no index.json in " + dir());
   EXPECT_EQ(verify().exit_code, 1);
+}
+
+// The hand-written byte-level tokenizer, as dir/tokenizer.json.
+std::string write_tiny_tokenizer(const std::string& dir) {
+  fs::create_directories(dir);
+  write_file(dir + "/tokenizer.json", data::tiny_byte_level(true).dump());
+  return dir + "/tokenizer.json";
+}
+
+TEST(ShardCliText, InspectDecodesSamplesWithTheShardsTokenizer) {
+  TempDir tmp;
+  const std::string tok_path = write_tiny_tokenizer(tmp.file("tok"));
+  auto tok = data::Tokenizer::load(tok_path);
+  std::vector<Doc> docs(2);
+  docs[0].ids = {5, 6, 7, 8, 9, 10, 11, 12};  // & ' ( ) * + , -
+  docs[0].mask = {0, 0, 1, 1, 1, 1, 1, 1};
+  docs[1].ids = tok->encode("the theme<|eot|>", false);  // no mask: all trained on
+  write_set(tmp.file("set"), docs, test_info(tok->vocab_size(), true, tok->hash()), 1500);
+  auto r = run_ftune("data inspect " + shell_quote(tmp.file("set")) + " --samples 2 --tokenizer " +
+                     shell_quote(tmp.file("tok")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  expect_contains(r.output, "\n  [&']()*+,-\n");  // no space added where the runs meet
+  expect_contains(r.output, "\n  the theme<|eot|>\n");  // special tokens stay visible
+}
+
+TEST_F(ShardCli, InspectRefusesATokenizerWithAnotherHash) {
+  const std::string tok_path = write_tiny_tokenizer(tmp_.file("tok"));
+  auto r = run_ftune("data inspect " + shell_quote(dir()) + " --samples 1 --inspect.tokenizer " +
+                     shell_quote(tok_path));
+  EXPECT_NE(r.exit_code, 0);
+  expect_contains(r.output, "tokenizer " + tok_path + " has hash " + data::Tokenizer::load(tok_path)->hash());
+  expect_contains(r.output, "was made with tokenizer hash h-test");
+  EXPECT_EQ(r.output.find("[data] shard set"), std::string::npos) << "refused before the summary:\n" << r.output;
 }
 
 }  // namespace

@@ -111,6 +111,26 @@ TEST_F(TokenizeE2E, InstructionTrainsOnTheResponseAndEos) {
   EXPECT_NE(r.output.find(frac), std::string::npos) << frac << "\n" << r.output;
 }
 
+// `ftune data inspect --tokenizer` on what `data tokenize` wrote: the prompt (and the BOS
+// before it) masked in brackets, the response and EOS plain, decoded without spaces added
+// where the runs meet; another tokenizer is refused.
+TEST_F(TokenizeE2E, InspectDecodesTheShardsWithTheirTokenizerOnly) {
+  write_file(dir_.file("i.jsonl"), "{\"instruction\": \"What is the capital of France?\", \"output\": \"Paris.\"}\n");
+  ASSERT_EQ(tokenize(dir_.file("i.jsonl"), "llama3", "--format instruction --preset alpaca").exit_code, 0);
+  auto r = run_ftune("data inspect " + dir_.file("out") + " --samples 1 --tokenizer " + tok("llama3"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The space after "ASSISTANT:" is part of the token " Paris.", which is trained on.
+  EXPECT_NE(r.output.find("[<|begin_of_text|>USER: What is the capital of France?\nASSISTANT:] Paris.<|eot_id|>"),
+            std::string::npos) << r.output;
+  auto other = run_ftune("data inspect " + dir_.file("out") + " --samples 1 --tokenizer " + tok("chatml"));
+  EXPECT_NE(other.exit_code, 0);
+  const std::string sha = run_shell("sha256sum " + tok("chatml") + "/tokenizer.json").output.substr(0, 64);
+  const Json index = Json::parse(read_file(dir_.file("out") + "/index.json"));
+  EXPECT_NE(other.output.find("has hash " + sha), std::string::npos) << other.output;
+  EXPECT_NE(other.output.find("tokenizer hash " + index["tokenizer_hash"].get<std::string>()), std::string::npos)
+      << other.output;
+}
+
 const char* const kChatJsonl =
     R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi there"},)"
     R"( {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Capital of France?"},)"
