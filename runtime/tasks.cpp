@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "common/text.h"
+#include "data/tokenizer/byte_tokenizer.h"
 #include "data/tokenizer/tokenizer.h"
 #include "runtime/checkpoint/hf_checkpoint.h"
 #include "runtime/generate.h"
@@ -94,6 +95,29 @@ std::shared_ptr<const data::Tokenizer> init_tokenizer(const ModelInitConfig& c, 
   return tok;
 }
 
+// `--model.tokenizer byte`: the built-in byte-level tokenizer, written straight into the model
+// directory once the model is known to have a row for each of its ids.
+std::string write_byte_tokenizer(const ModelInitConfig& c, const ModelConfig& cfg,
+                                 const std::string& out_dir) {
+  if (cfg.vocab_size < data::kByteTokenizerVocab) {
+    throw Error("model init: the built-in byte tokenizer has " +
+                std::to_string(data::kByteTokenizerVocab) + " tokens, but the model's vocab_size is " +
+                std::to_string(cfg.vocab_size) + " (" + (c.config.empty() ? "preset " + c.preset : c.config) +
+                "); use a preset or --model.config with vocab_size >= " +
+                std::to_string(data::kByteTokenizerVocab) + " (tiny-llama3 has 512)");
+  }
+  fs::create_directories(out_dir);
+  const std::pair<const char*, std::string> files[] = {
+      {"tokenizer.json", data::byte_tokenizer_json()},
+      {"tokenizer_config.json", data::byte_tokenizer_config_json()}};
+  for (const auto& [name, text] : files) {
+    const std::string path = (fs::path(out_dir) / name).string();
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    if (!(out << text) || !out.flush()) throw Error("model init: cannot write " + path);
+  }
+  return (fs::path(out_dir) / "tokenizer.json").string();
+}
+
 // tokenizer.json and the files transformers' AutoTokenizer reads beside it (ours reads
 // tokenizer_config.json too), so the copy behaves as the original.
 void copy_tokenizer_files(const data::Tokenizer& tok, const std::string& out_dir) {
@@ -172,8 +196,11 @@ c10::Device parse_device(const std::string& name) {
 std::string init_model_dir(const ModelInitConfig& c, const std::string& out_dir) {
   if (out_dir.empty()) throw Error("model init: --out DIR is required");
   ModelConfig cfg = init_config(c);
+  ModelInitConfig tc = c;
+  if (c.tokenizer == data::kByteTokenizerName && !fs::exists(c.tokenizer))
+    tc.tokenizer = write_byte_tokenizer(c, cfg, out_dir);
   // Checked before anything is written, so a bad tokenizer leaves no half-made directory.
-  auto tok = c.tokenizer.empty() ? nullptr : init_tokenizer(c, cfg);
+  auto tok = tc.tokenizer.empty() ? nullptr : init_tokenizer(tc, cfg);
   const std::string with_tok =
       tok ? " + tokenizer, " + with_commas(tok->vocab_size()) + " tokens" : std::string();
   fs::create_directories(out_dir);

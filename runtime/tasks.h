@@ -30,7 +30,8 @@ struct ModelInitConfig {
     f("config_only", config_only, "write config.json only, no weights (for `model info`)");
     f("max_shard_mb", max_shard_mb, "largest safetensors shard [MB]");
     f("tokenizer", tokenizer, "tokenizer.json, or a directory holding it (and tokenizer_config.json, "
-                              "special_tokens_map.json), to copy into the model directory");
+                              "special_tokens_map.json), to copy into the model directory; "
+                              "`byte`: the built-in byte-level tokenizer (258 tokens)");
   }
 };
 

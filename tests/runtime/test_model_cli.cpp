@@ -51,6 +51,24 @@ TEST(ModelCli, InitInfoGenerateJson) {
   EXPECT_EQ(sampled.exit_code, 0) << sampled.output;
 }
 
+TEST(ModelCli, BuiltinByteTokenizerGivesTextInTextOut) {
+  test::TempDir dir;
+  const std::string model = shell_quote(dir.file("m"));
+  auto small = run_ftune("model init --model.preset tiny-llama --model.tokenizer byte --out " + model);
+  EXPECT_NE(small.exit_code, 0);
+  EXPECT_TRUE(contains(small.output, "byte tokenizer has 258 tokens, but the model's vocab_size is 256"))
+      << small.output;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("m"))) << "a refused init writes nothing";
+  auto init = run_ftune("model init --model.preset tiny-llama3 --model.tokenizer byte --out " + model);
+  ASSERT_EQ(init.exit_code, 0) << init.output;
+  auto gen = run_ftune("generate --model " + model + " --prompt " + shell_quote("Hi") +
+                       " --max-new-tokens 4 --greedy --json");
+  ASSERT_EQ(gen.exit_code, 0) << gen.output;
+  auto j = nlohmann::json::parse(gen.output.substr(gen.output.find('{')));
+  EXPECT_EQ(j["ids"].size(), 4u);
+  EXPECT_TRUE(j["text"].is_string()) << gen.output;
+}
+
 TEST(ModelCli, InfoFromConfigAloneDescribes70B) {
   test::TempDir dir;
   auto init = run_ftune("model init --model.preset llama-3.1-70b --model.config_only --out " +
