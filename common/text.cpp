@@ -43,6 +43,13 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
+std::string with_commas(int64_t n) {
+  std::string s = std::to_string(n);
+  const int first = s[0] == '-' ? 1 : 0;
+  for (int i = static_cast<int>(s.size()) - 3; i > first; i -= 3) s.insert(i, ",");
+  return s;
+}
+
 std::string format_bytes(double bytes) {
   const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   int u = 0;

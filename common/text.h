@@ -1,6 +1,7 @@
 // Small text helpers shared by the CLI, config and file readers.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,9 @@ size_t edit_distance(const std::string& a, const std::string& b);
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
 
 std::vector<std::string> split(const std::string& s, char sep);
+
+// 70553706496 -> "70,553,706,496".
+std::string with_commas(int64_t n);
 
 // Human-readable byte count: "1.50 GiB".
 std::string format_bytes(double bytes);

@@ -31,15 +31,6 @@ struct InspectConfig {
   }
 };
 
-std::string with_commas(int64_t n) {
-  std::string digits = std::to_string(n < 0 ? -n : n), out;
-  for (size_t i = 0; i < digits.size(); ++i) {
-    if (i > 0 && (digits.size() - i) % 3 == 0) out += ',';
-    out += digits[i];
-  }
-  return (n < 0 ? "-" : "") + out;
-}
-
 double file_size_or_zero(const std::string& path) {
   std::error_code ec;
   auto size = std::filesystem::file_size(path, ec);

@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/text.h"
 #include "data/tokenizer/byte_tokenizer.h"
+#include "runtime/model/memory_estimate.h"
 #include "data/tokenizer/tokenizer.h"
 #include "runtime/checkpoint/hf_checkpoint.h"
 #include "runtime/generate.h"
@@ -26,12 +27,6 @@ ModelConfig init_config(const ModelInitConfig& c) {
     cfg.dtype = c.dtype;
   }
   return cfg;
-}
-
-std::string with_commas(int64_t n) {
-  std::string s = std::to_string(n);
-  for (int i = static_cast<int>(s.size()) - 3; i > 0; i -= 3) s.insert(i, ",");
-  return s;
 }
 
 bool has_weights(const std::string& dir) {
@@ -243,6 +238,7 @@ std::string describe_model_dir(const std::string& dir) {
     os << "weights:         none in " << dir << "; " << format_bytes(bytes) << " as " << cfg.dtype
        << " (config.json dtype)\n";
   }
+  os << memory_summary(cfg);
   return os.str();
 }
 
