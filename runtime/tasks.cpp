@@ -10,7 +10,7 @@
 #include "common/error.h"
 #include "common/text.h"
 #include "data/tokenizer/byte_tokenizer.h"
-#include "runtime/model/memory_estimate.h"
+#include "runtime/memory_estimate.h"
 #include "data/tokenizer/tokenizer.h"
 #include "runtime/checkpoint/hf_checkpoint.h"
 #include "runtime/generate.h"

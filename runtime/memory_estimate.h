@@ -1,6 +1,7 @@
 // What a model needs per GPU before activations, for `ftune model info` and, later, the
 // planner that refuses runs which cannot fit: the model's tensors grouped into sharding units
-// (embeddings, one per decoder layer, head) and handed to sharding's memory plan.
+// (embeddings, one per decoder layer, head) and handed to sharding's memory plan. It lives
+// beside the model, not in it: model code knows layers, not sharding.
 #pragma once
 
 #include <string>

@@ -1,4 +1,4 @@
-#include "runtime/model/memory_estimate.h"
+#include "runtime/memory_estimate.h"
 
 #include <map>
 #include <sstream>
