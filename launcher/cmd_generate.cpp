@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "launcher/commands.h"
+#include "launcher/torch_loader.h"
 #include "runtime/tasks.h"
 
 namespace ftune {
@@ -41,7 +42,7 @@ void register_generate_command(CLI::App& root, cli::CommandSet& commands) {
   // Few options, typed by hand: `--max-new-tokens` works beside `--generate.max_new_tokens`.
   cli::add_section(cmd.app, cmd.sections, "generate", *cfg, cli::ShortFlags::yes);
   cmd.run = [cfg] {
-    print_result(*cfg, model::run_generate(*cfg));
+    print_result(*cfg, torch_api().run_generate(*cfg));
     return 0;
   };
 }

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "launcher/commands.h"
+#include "launcher/torch_loader.h"
 #include "runtime/tasks.h"
 
 namespace ftune {
@@ -17,7 +18,7 @@ void register_model_commands(CLI::App& root, cli::CommandSet& commands) {
   init_cmd.app->add_option("--out", *out, "directory to write")->required();
   cli::add_section(init_cmd.app, init_cmd.sections, "model", *init);
   init_cmd.run = [init, out] {
-    std::cout << model::init_model_dir(*init, *out) << "\n";
+    std::cout << torch_api().init_model_dir(*init, *out) << "\n";
     return 0;
   };
 
@@ -26,6 +27,7 @@ void register_model_commands(CLI::App& root, cli::CommandSet& commands) {
       group, "info", "architecture, shapes, parameter count and bytes (config.json suffices)");
   info_cmd.app->add_option("--model", *dir, "HF model directory")->required();
   info_cmd.run = [dir] {
+    // config.json and safetensors headers only: no LibTorch loaded.
     std::cout << model::describe_model_dir(*dir);
     return 0;
   };

@@ -1,6 +1,9 @@
 // Torch-free entry points for the `ftune model ...` and `ftune generate` commands, so launcher
 // code parses flags without compiling LibTorch headers. Each command's options are one config
 // struct listing its fields once (see launcher/cli/config.h).
+// describe_model_dir and parse_token_ids are torch-free (model_info.cpp, linked by the launcher);
+// init_model_dir and run_generate need LibTorch (tasks.cpp), and the launcher reaches them only
+// through libftune_torch.so (runtime/torch_api.h).
 #pragma once
 
 #include <cstdint>
