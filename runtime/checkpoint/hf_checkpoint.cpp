@@ -14,15 +14,13 @@ namespace {
 struct DTypeRow {
   st::DType st;
   at::ScalarType torch;
-  const char* hf;  // nullptr: not a weight dtype ftune stores
 };
-// The single dtype table; everything else looks things up here.
+// The single st::DType <-> LibTorch table; config.json names live in model/config.cpp.
 constexpr DTypeRow kDTypes[] = {
-    {st::DType::F32, at::kFloat, "float32"},   {st::DType::BF16, at::kBFloat16, "bfloat16"},
-    {st::DType::F16, at::kHalf, "float16"},    {st::DType::F64, at::kDouble, nullptr},
-    {st::DType::I64, at::kLong, nullptr},      {st::DType::I32, at::kInt, nullptr},
-    {st::DType::I16, at::kShort, nullptr},     {st::DType::I8, at::kChar, nullptr},
-    {st::DType::U8, at::kByte, nullptr},       {st::DType::BOOL, at::kBool, nullptr},
+    {st::DType::F32, at::kFloat}, {st::DType::BF16, at::kBFloat16}, {st::DType::F16, at::kHalf},
+    {st::DType::F64, at::kDouble}, {st::DType::I64, at::kLong},     {st::DType::I32, at::kInt},
+    {st::DType::I16, at::kShort},  {st::DType::I8, at::kChar},      {st::DType::U8, at::kByte},
+    {st::DType::BOOL, at::kBool},
 };
 }  // namespace
 
@@ -39,16 +37,10 @@ st::DType to_st_dtype(at::ScalarType dtype) {
 }
 
 at::ScalarType parse_scalar_type(const std::string& hf_name) {
-  for (const auto& row : kDTypes)
-    if (row.hf != nullptr && hf_name == row.hf) return row.torch;
-  throw Error("unsupported dtype '" + hf_name + "'; use float32, bfloat16 or float16");
+  return to_scalar_type(parse_hf_dtype(hf_name));
 }
 
-std::string hf_dtype_name(at::ScalarType dtype) {
-  for (const auto& row : kDTypes)
-    if (row.hf != nullptr && row.torch == dtype) return row.hf;
-  throw Error(std::string("dtype ") + c10::toString(dtype) + " is not a weight dtype");
-}
+std::string hf_dtype_name(at::ScalarType dtype) { return model::hf_dtype_name(to_st_dtype(dtype)); }
 
 const std::vector<std::string>& tokenizer_files() {
   static const std::vector<std::string> files = {"tokenizer.json", "tokenizer_config.json",

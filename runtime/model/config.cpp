@@ -321,11 +321,24 @@ int64_t parameter_count(const ModelConfig& cfg) {
   return n;
 }
 
-size_t dtype_bytes(const std::string& dtype) {
-  if (dtype == "float32") return 4;
-  if (dtype == "bfloat16" || dtype == "float16") return 2;
+namespace {
+constexpr std::pair<st::DType, const char*> kWeightDTypes[] = {
+    {st::DType::F32, "float32"}, {st::DType::BF16, "bfloat16"}, {st::DType::F16, "float16"}};
+}  // namespace
+
+st::DType parse_hf_dtype(const std::string& dtype) {
+  for (const auto& [st_dtype, name] : kWeightDTypes)
+    if (dtype == name) return st_dtype;
   throw Error("unsupported dtype '" + dtype + "'; ftune supports float32, bfloat16, float16");
 }
+
+const char* hf_dtype_name(st::DType dtype) {
+  for (const auto& [st_dtype, name] : kWeightDTypes)
+    if (st_dtype == dtype) return name;
+  throw Error(std::string("dtype ") + st::dtype_name(dtype) + " is not a weight dtype");
+}
+
+size_t dtype_bytes(const std::string& dtype) { return st::dtype_size(parse_hf_dtype(dtype)); }
 
 ModelConfig load_model_dir_config(const std::string& dir) {
   namespace fs = std::filesystem;

@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "runtime/checkpoint/safetensors.h"
+
 namespace ftune::model {
 
 // How RoPE frequencies are stretched for long contexts (HF `rope_parameters.rope_type`).
@@ -78,6 +80,11 @@ struct ParameterShape {
 };
 std::vector<ParameterShape> parameter_shapes(const ModelConfig& cfg);
 int64_t parameter_count(const ModelConfig& cfg);
+
+// The weight dtypes ftune stores, by their config.json names. The one place that knows those
+// names: the LibTorch side maps the st::DType on (runtime/checkpoint/hf_checkpoint.cpp).
+st::DType parse_hf_dtype(const std::string& dtype);  // "bfloat16" -> BF16; throws ftune::Error
+const char* hf_dtype_name(st::DType dtype);           // BF16 -> "bfloat16"; throws if not a weight dtype
 
 // Bytes per element of an HF dtype name ("bfloat16" -> 2); throws ftune::Error otherwise.
 size_t dtype_bytes(const std::string& dtype);
