@@ -25,8 +25,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 py_pkgs=("torch==${TORCH_VERSION}" "transformers>=4.45" peft "tokenizers>=0.20" safetensors h5py
-  tensorboard sentencepiece protobuf numpy)
-stamp=.venv/.ftune-setup-${TORCH_VERSION}
+  tensorboard sentencepiece protobuf numpy gguf)
+# The stamp names the package list, so adding an oracle reinstalls on machines set up before.
+stamp=.venv/.ftune-setup-$(printf '%s\n' "${py_pkgs[@]}" | sha256sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
   echo "[setup] creating .venv with torch==${TORCH_VERSION} and the test oracles"
   [ -x .venv/bin/python ] || python3 -m venv .venv
