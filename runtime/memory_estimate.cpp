@@ -8,14 +8,6 @@
 namespace ftune::model {
 namespace {
 
-// "model.layers.12.mlp.up_proj.weight" -> "model.layers.12"; embeddings and head likewise.
-std::string unit_of(const std::string& name, bool tied) {
-  const std::string layers = "model.layers.";
-  if (name.rfind(layers, 0) == 0) return name.substr(0, name.find('.', layers.size()));
-  if (name.rfind("model.embed_tokens", 0) == 0) return "model.embed_tokens";
-  return tied && name.rfind("lm_head", 0) == 0 ? "model.embed_tokens" : "head";
-}
-
 bool is_projection(const std::string& name) {
   return name.size() > 12 && name.compare(name.size() - 12, 12, "_proj.weight") == 0;
 }
@@ -35,7 +27,7 @@ std::vector<sharding::UnitSpec> unit_specs(const ModelConfig& cfg, int lora_rank
   std::vector<sharding::UnitSpec> units;
   std::map<std::string, size_t> index;
   for (const auto& p : parameter_shapes(cfg)) {
-    std::string unit = unit_of(p.name, cfg.tie_word_embeddings);
+    std::string unit = unit_of(p.name);
     auto [it, added] = index.emplace(unit, units.size());
     if (added) units.push_back({unit, 0, 0});
     auto& u = units[it->second];

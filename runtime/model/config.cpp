@@ -315,6 +315,13 @@ std::vector<ParameterShape> parameter_shapes(const ModelConfig& c) {
   return out;
 }
 
+std::string unit_of(const std::string& name) {
+  const std::string layers = "model.layers.";
+  if (name.rfind(layers, 0) == 0) return name.substr(0, name.find('.', layers.size()));
+  if (name.rfind("model.embed_tokens", 0) == 0) return "model.embed_tokens";
+  return "head";
+}
+
 int64_t parameter_count(const ModelConfig& cfg) {
   int64_t n = 0;
   for (const auto& p : parameter_shapes(cfg)) n += p.numel();

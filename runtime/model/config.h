@@ -79,6 +79,12 @@ struct ParameterShape {
   int64_t numel() const;
 };
 std::vector<ParameterShape> parameter_shapes(const ModelConfig& cfg);
+
+// The sharding unit a parameter belongs to, by its HF name: "model.embed_tokens",
+// "model.layers.<i>" (adapter parameters inside a layer too) or "head" (final norm, untied
+// lm_head). The one rule that groups tensors into units: CausalLM::parameter_units() and the
+// memory estimate both use it. A tied head has no tensor of its own: it is the embeddings'.
+std::string unit_of(const std::string& param_name);
 int64_t parameter_count(const ModelConfig& cfg);
 
 // The weight dtypes ftune stores, by their config.json names. The one place that knows those

@@ -1,11 +1,13 @@
 #include "runtime/model/llama.h"
 
 #include <cmath>
+#include <map>
 
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "common/error.h"
 #include "common/text.h"
+#include "runtime/model/loss.h"
 
 namespace ftune::model {
 
@@ -18,6 +20,7 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const torch::Ten
 }
 
 Tensor LinearImpl::forward(const Tensor& x) {
+  if (adapter_ && adapter_->replaces_base()) return adapter_->forward(x, Tensor(), *this);
   Tensor y = at::linear(x, weight, bias.defined() ? std::optional<Tensor>(bias) : std::nullopt);
   return adapter_ ? adapter_->forward(x, y, *this) : y;
 }
@@ -124,6 +127,28 @@ AttentionImpl::AttentionImpl(const ModelConfig& c, const torch::TensorOptions& o
   o_proj = register_module("o_proj", Linear(c.q_dim(), c.hidden_size, c.o_bias, o));
 }
 
+namespace {
+// Packed documents on CUDA in half precision: the varlen flash kernel attends within each
+// document without a mask, shares kv heads across query groups natively and keeps O(T) memory.
+Tensor varlen_flash_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                              const LayerContext& ctx) {
+  // [B, H, T, D] -> [B * T, H, D]
+  auto flat = [](const Tensor& x) {
+    return x.transpose(1, 2).reshape({-1, x.size(1), x.size(3)});
+  };
+  auto out = at::_flash_attention_forward(flat(q), flat(k), flat(v), ctx.cu_seqlens,
+                                          ctx.cu_seqlens, ctx.max_seqlen, ctx.max_seqlen, 0.0,
+                                          /*is_causal=*/true, /*return_debug_mask=*/false);
+  const int64_t b = q.size(0), t = q.size(2);
+  return std::get<0>(out).view({b, t, q.size(1), q.size(3)}).transpose(1, 2);
+}
+
+bool use_varlen_flash(const Tensor& q, const LayerContext& ctx) {
+  return ctx.cu_seqlens.defined() && q.is_cuda() && !ctx.attn_mask.defined() &&
+         (q.scalar_type() == at::kBFloat16 || q.scalar_type() == at::kHalf);
+}
+}  // namespace
+
 Tensor AttentionImpl::forward(const Tensor& x, const LayerContext& ctx, size_t layer_index) {
   const int64_t b = x.size(0), t = x.size(1);
   Tensor q = q_proj(x).view({b, t, num_heads_, head_dim_}).transpose(1, 2);
@@ -132,12 +157,25 @@ Tensor AttentionImpl::forward(const Tensor& x, const LayerContext& ctx, size_t l
   q = apply_rope(q, ctx.cos, ctx.sin);
   k = apply_rope(k, ctx.cos, ctx.sin);
   if (ctx.cache != nullptr) std::tie(k, v) = ctx.cache->append(layer_index, k, v);
-  std::optional<Tensor> mask;
-  if (ctx.attn_mask.defined()) mask = ctx.attn_mask;
-  // enable_gqa lets the kernel share each kv head across its query group without copying.
-  Tensor out = at::scaled_dot_product_attention(q, k, v, mask, 0.0,
-                                                !mask && ctx.is_causal, std::nullopt,
-                                                /*enable_gqa=*/num_heads_ != num_kv_heads_);
+  Tensor out;
+  if (use_varlen_flash(q, ctx)) {
+    out = varlen_flash_attention(q, k, v, ctx);
+  } else {
+    std::optional<Tensor> mask;
+    if (ctx.attn_mask.defined()) mask = ctx.attn_mask;
+    bool gqa = num_heads_ != num_kv_heads_;
+    if (mask && gqa && q.is_cuda()) {
+      // A mask with grouped-query attention leaves only cuDNN (NaN gradients reported, see
+      // shared/notes) or the O(T^2)-per-head math kernel; expanding the kv heads lets the
+      // memory-efficient kernel take the mask instead.
+      k = k.repeat_interleave(num_heads_ / num_kv_heads_, 1);
+      v = v.repeat_interleave(num_heads_ / num_kv_heads_, 1);
+      gqa = false;
+    }
+    // enable_gqa lets the kernel share each kv head across its query group without copying.
+    out = at::scaled_dot_product_attention(q, k, v, mask, 0.0, !mask && ctx.is_causal,
+                                           std::nullopt, gqa);
+  }
   return o_proj(out.transpose(1, 2).reshape({b, t, num_heads_ * head_dim_}));
 }
 
@@ -182,58 +220,115 @@ CausalLM::CausalLM(ModelConfig cfg, const torch::TensorOptions& options)
     layers_.emplace_back(backbone_->layers->ptr<DecoderLayerImpl>(i));
   if (!cfg_.tie_word_embeddings)
     lm_head_ = register_module("lm_head", Linear(cfg_.hidden_size, cfg_.vocab_size, false, options));
-  set_layer_runner(nullptr);
+  set_unit_runner(nullptr);
 }
 
-void CausalLM::set_layer_runner(LayerRunner runner) {
-  if (!runner) {
-    runner = [](DecoderLayer& layer, const Tensor& hidden, const LayerContext& ctx) {
-      return layer->forward(hidden, ctx);
-    };
-  }
+void CausalLM::set_unit_runner(UnitRunner runner) {
+  if (!runner) runner = [](const UnitCall& call, const Tensor& input) { return call.run(input); };
   runner_ = std::move(runner);
 }
 
-LayerContext CausalLM::make_context(const Tensor& ids, KVCache* cache,
-                                    at::ScalarType dtype) const {
-  LayerContext ctx;
-  ctx.cache = cache;
-  const int64_t t = ids.size(1);
-  const int64_t past = cache ? cache->length() : 0;
-  Tensor pos = at::arange(past, past + t, ids.options().dtype(at::kLong));
-  std::tie(ctx.cos, ctx.sin) = rope_.cos_sin(pos, dtype);
+namespace {
+// Document index of every token [B, T] from bounds over the flattened tokens.
+Tensor document_ids(const Tensor& cu_seqlens, int64_t b, int64_t t, const Tensor& like) {
+  Tensor bounds = cu_seqlens.to(like.device(), at::kLong).narrow(0, 1, cu_seqlens.size(0) - 1);
+  Tensor token = at::arange(b * t, like.options().dtype(at::kLong));
+  return at::searchsorted(bounds, token, /*out_int32=*/false, /*right=*/true).view({b, t});
+}
+}  // namespace
+
+std::shared_ptr<const LayerContext> CausalLM::make_context(const ForwardInputs& in,
+                                                           at::ScalarType dtype) const {
+  auto ctx = std::make_shared<LayerContext>();
+  ctx->cache = in.cache;
+  const int64_t b = in.ids.size(0), t = in.ids.size(1);
+  const int64_t past = in.cache ? in.cache->length() : 0;
+  const bool packed = in.cu_seqlens.defined();
+  if (packed && in.cache) throw Error("packed documents (cu_seqlens) cannot use a KV cache");
+  Tensor pos = in.positions.defined()
+                   ? in.positions.to(in.ids.device(), at::kLong)
+                   : at::arange(past, past + t, in.ids.options().dtype(at::kLong));
+  if (in.positions.defined() && in.positions.sizes() != in.ids.sizes())
+    throw Error("positions must have the shape of ids [batch, tokens]");
+  std::tie(ctx->cos, ctx->sin) = rope_.cos_sin(pos, dtype);
   const bool windowed = cfg_.sliding_window && past + t > *cfg_.sliding_window;
-  if (past == 0 && !windowed) return ctx;  // plain causal: the fast kernels apply
-  if (t == 1 && !windowed) {
-    ctx.is_causal = false;  // one new token sees every cached one
+  if (packed) {
+    ctx->cu_seqlens = in.cu_seqlens.to(in.ids.device(), at::kInt).contiguous();
+    ctx->max_seqlen = in.max_seqlen > 0 ? in.max_seqlen : t;
+    if (in.ids.is_cuda() && !windowed && dtype != at::kFloat) return ctx;  // varlen flash
+  } else if (past == 0 && !windowed) {
+    return ctx;  // plain causal: the fast kernels apply
+  } else if (t == 1 && !windowed) {
+    ctx->is_causal = false;  // one new token sees every cached one
     return ctx;
   }
-  // Query i sits at position past + i and sees keys j <= past + i (and, with a sliding
-  // window w, j > past + i - w, as in HF's Mistral mask).
-  Tensor q_pos = pos.unsqueeze(1);
-  Tensor k_pos = at::arange(0, past + t, pos.options()).unsqueeze(0);
-  Tensor mask = k_pos <= q_pos;
-  if (cfg_.sliding_window) mask = mask.logical_and(k_pos > q_pos - *cfg_.sliding_window);
-  ctx.attn_mask = mask;
+  // Query i sits at position past + i and sees keys j <= past + i (and, with a sliding window
+  // w, j > past + i - w, as in HF's Mistral mask); packed, only keys of its own document.
+  Tensor q_idx = at::arange(past, past + t, pos.options()).unsqueeze(1);
+  Tensor k_idx = at::arange(0, past + t, pos.options()).unsqueeze(0);
+  Tensor mask = k_idx <= q_idx;  // [T, past + T]
+  if (cfg_.sliding_window) mask = mask.logical_and(k_idx > q_idx - *cfg_.sliding_window);
+  if (packed) {
+    Tensor doc = document_ids(in.cu_seqlens, b, t, in.ids);  // [B, T]
+    mask = mask.unsqueeze(0).logical_and(doc.unsqueeze(2) == doc.unsqueeze(1)).unsqueeze(1);
+  }
+  ctx->attn_mask = mask;
   return ctx;
 }
 
-Tensor CausalLM::hidden_states(const Tensor& ids, KVCache* cache) {
-  if (ids.dim() != 2) throw Error("token ids must be [batch, tokens]");
-  Tensor h = backbone_->embed_tokens(ids);
-  LayerContext ctx = make_context(ids, cache, h.scalar_type());
-  for (auto& layer : layers_) h = runner_(layer, h, ctx);
-  if (cache) cache->advance(ids.size(1));
-  return backbone_->norm(h);
+Tensor CausalLM::run_body(const ForwardInputs& in) {
+  if (!in.ids.defined() || in.ids.dim() != 2) throw Error("token ids must be [batch, tokens]");
+  const at::ScalarType dtype = backbone_->embed_tokens->weight.scalar_type();
+  std::shared_ptr<const LayerContext> ctx = make_context(in, dtype);
+  auto embed = backbone_->embed_tokens;
+  UnitCall call{UnitKind::embeddings, 0, {0}, [embed](const Tensor& ids) mutable { return embed(ids); }};
+  Tensor h = runner_(call, in.ids);
+  for (auto& layer : layers_) {
+    const size_t unit = layer->index() + 1;
+    call = {UnitKind::layer, unit, {unit},
+            [layer, ctx](const Tensor& x) mutable { return layer->forward(x, *ctx); }};
+    h = runner_(call, h);
+  }
+  if (in.cache) in.cache->advance(in.ids.size(1));
+  return h;
 }
 
-Tensor CausalLM::logits(const Tensor& hidden) {
-  if (cfg_.tie_word_embeddings) return at::linear(hidden, backbone_->embed_tokens->weight);
-  return lm_head_(hidden);
+const Tensor& CausalLM::head_weight() {
+  return cfg_.tie_word_embeddings ? backbone_->embed_tokens->weight : lm_head_->weight;
+}
+
+Tensor CausalLM::run_head(const Tensor& hidden, std::function<Tensor(const Tensor&)> head) {
+  std::vector<size_t> uses{head_unit()};
+  if (cfg_.tie_word_embeddings) uses.push_back(0);
+  auto norm = backbone_->norm;
+  UnitCall call{UnitKind::head, head_unit(), uses,
+                [norm, head = std::move(head)](const Tensor& h) mutable { return head(norm(h)); }};
+  return runner_(call, hidden);
+}
+
+Tensor CausalLM::forward(const ForwardInputs& in) {
+  return run_head(run_body(in), [this](const Tensor& normed) {
+    return cfg_.tie_word_embeddings ? at::linear(normed, backbone_->embed_tokens->weight)
+                                    : lm_head_(normed);
+  });
 }
 
 Tensor CausalLM::forward(const Tensor& ids, KVCache* cache) {
-  return logits(hidden_states(ids, cache));
+  ForwardInputs in;
+  in.ids = ids;
+  in.cache = cache;
+  return forward(in);
+}
+
+Tensor CausalLM::loss(const ForwardInputs& in, const Tensor& labels, int64_t chunk_tokens) {
+  if (labels.sizes() != in.ids.sizes()) throw Error("labels must have the shape of ids");
+  if (!cfg_.tie_word_embeddings && lm_head_->adapter())
+    throw Error("an adapter on lm_head is not supported by the fused loss");
+  Tensor flat_labels = labels.reshape({-1}).to(at::kLong);
+  return run_head(run_body(in), [this, flat_labels, chunk_tokens](const Tensor& normed) {
+    return linear_cross_entropy_sum(normed.reshape({-1, normed.size(-1)}), head_weight(),
+                                    flat_labels, kIgnoreLabel, chunk_tokens);
+  });
 }
 
 std::vector<std::pair<std::string, Linear>> CausalLM::named_linears() {
@@ -276,20 +371,28 @@ std::vector<std::pair<std::string, Tensor>> CausalLM::base_parameters() {
   return out;
 }
 
+bool ParameterUnit::trainable() const {
+  for (const auto& p : params)
+    if (p.second.requires_grad()) return true;
+  return false;
+}
+
 std::vector<ParameterUnit> CausalLM::parameter_units() {
   std::vector<ParameterUnit> units;
-  units.push_back({"model.embed_tokens",
-                   {{"model.embed_tokens.weight", backbone_->embed_tokens->weight}}});
-  for (auto& layer : layers_) {
-    std::string prefix = "model.layers." + std::to_string(layer->index());
-    ParameterUnit unit{prefix, {}};
-    for (const auto& item : layer->named_parameters(/*recurse=*/true))
-      unit.params.emplace_back(prefix + "." + item.key(), item.value());
-    units.push_back(std::move(unit));
+  std::map<std::string, size_t> index;
+  auto unit = [&](const std::string& name) -> ParameterUnit& {
+    auto [it, added] = index.emplace(name, units.size());
+    if (added) units.push_back({name, {}});
+    return units[it->second];
+  };
+  unit("model.embed_tokens");
+  for (auto& layer : layers_) unit("model.layers." + std::to_string(layer->index()));
+  unit("head");
+  for (const auto& item : named_parameters(/*recurse=*/true)) {
+    const std::string u = unit_of(item.key());
+    FTUNE_CHECK(index.count(u) == 1, "parameter " + item.key() + " maps to no unit");
+    unit(u).params.emplace_back(item.key(), item.value());
   }
-  ParameterUnit head{"head", {{"model.norm.weight", backbone_->norm->weight}}};
-  if (!cfg_.tie_word_embeddings) head.params.emplace_back("lm_head.weight", lm_head_->weight);
-  units.push_back(std::move(head));
   return units;
 }
 

@@ -2,11 +2,12 @@
 //
 // Parameter names match Hugging Face (`model.layers.0.self_attn.q_proj.weight`). The model
 // knows layers, not ranks; three seams let later work wrap it without editing it:
-//  - sharding: `layer(i)` and `parameter_units()` give each decoder layer's named parameters;
+//  - sharding: `parameter_units()` groups every parameter into units (embeddings, each decoder
+//    layer, head), and every unit runs through a `UnitRunner` the caller may replace (gather
+//    before forward, activation checkpointing); the default just runs it;
 //  - adapters: every projection is a `model::Linear` found by its HF name (`find_linear`) and
-//    `Linear::set_adapter` adds LoRA/DoRA/IA3 on top of the frozen base output;
-//  - recomputation: the model runs each layer through a `LayerRunner` the caller may replace
-//    (activation checkpointing, gather-before-forward); the default just calls the layer.
+//    `Linear::set_adapter` adds LoRA/DoRA/IA3 on top of the base output, or replaces it;
+//  - packed documents: `ForwardInputs` carries the reader's positions and document bounds.
 #pragma once
 
 #include <functional>
@@ -27,11 +28,14 @@ using torch::Tensor;
 
 class LinearImpl;
 
-// Something added to a projection's output (LoRA, DoRA, IA3). Sees the input, the frozen base
-// output and the base module (DoRA needs its weight); returns the projection's new output.
+// Something added to a projection's output (LoRA, DoRA, IA3), or a replacement of its base
+// matmul (a 4-bit base dequantised on the fly). Sees the input, the frozen base output (undefined
+// when replaces_base()) and the base module (DoRA needs its weight); returns the new output.
 class LinearAdapter : public torch::nn::Module {
  public:
   virtual Tensor forward(const Tensor& x, const Tensor& base_out, const LinearImpl& base) = 0;
+  // True: the base matmul is not computed; forward() gets an undefined base_out.
+  virtual bool replaces_base() const { return false; }
 };
 
 // y = x W^T + b, with an optional adapter. Our own module (not torch::nn::Linear) so that the
@@ -103,11 +107,27 @@ class KVCache {
   int64_t capacity_ = 0;
 };
 
-// What every layer of one forward pass shares; built once by the model.
+// What one forward pass takes.
+struct ForwardInputs {
+  Tensor ids;         // [B, T] int64
+  Tensor positions;   // [B, T] int64 RoPE positions; undefined = past + 0 .. T-1 in every row
+  // Packed documents: int32 [S + 1] bounds of the documents over the flattened B * T tokens
+  // (the reader's cu_seqlens); a token attends only within its document. Undefined = each row
+  // is one causal sequence.
+  Tensor cu_seqlens;
+  int64_t max_seqlen = 0;    // [tokens] longest document, for the varlen kernel
+  KVCache* cache = nullptr;  // generation only
+};
+
+// What every layer of one forward pass shares; built once per pass and held by shared_ptr, so
+// a unit recomputed in backward sees exactly what its forward saw.
 struct LayerContext {
   Tensor cos, sin;            // [.., T, head_dim] in the compute dtype
-  Tensor attn_mask;           // bool [T, past + T], true = attend; undefined = plain causal
+  Tensor attn_mask;           // bool, broadcastable to [B, 1, T, past + T], true = attend;
+                              // undefined = plain causal (or varlen below)
   bool is_causal = true;      // used when attn_mask is undefined
+  Tensor cu_seqlens;          // int32 [S + 1] on the device: varlen flash attention (CUDA)
+  int64_t max_seqlen = 0;     // [tokens]
   KVCache* cache = nullptr;   // null in training
 };
 
@@ -154,31 +174,49 @@ class BackboneImpl : public torch::nn::Module {
 };
 TORCH_MODULE(Backbone);
 
-// The parameters of one sharding unit: a decoder layer, the embeddings, or the head.
+// The parameters of one sharding unit: the embeddings, a decoder layer, or the head.
 struct ParameterUnit {
-  std::string name;                                   // "model.layers.3"
-  std::vector<std::pair<std::string, Tensor>> params;  // full HF names
+  std::string name;  // "model.embed_tokens", "model.layers.3", "head"
+  // Full HF names (adapter parameters under their linear's name), in module order. Frozen ones
+  // have requires_grad false.
+  std::vector<std::pair<std::string, Tensor>> params;
+  bool trainable() const;  // any parameter requires grad
+};
+
+enum class UnitKind { embeddings, layer, head };
+
+// One unit's step of a forward pass, as a UnitRunner sees it. `run` maps the unit's input
+// (ids for the embeddings, hidden states otherwise) to its output reading the parameters as they
+// are when it runs, so a runner may gather them first and call `run` again in backward.
+struct UnitCall {
+  UnitKind kind = UnitKind::layer;
+  size_t unit = 0;           // index into parameter_units()
+  std::vector<size_t> uses;  // units whose parameters `run` reads (a tied head: head + embeddings)
+  std::function<Tensor(const Tensor& input)> run;
 };
 
 class CausalLM : public torch::nn::Module {
  public:
-  // Runs one decoder layer on `hidden` [B, T, H]. Replace it to wrap layers (sharded gather,
-  // activation checkpointing); it must return what `layer->forward(hidden, ctx)` returns.
-  using LayerRunner = std::function<Tensor(DecoderLayer& layer, const Tensor& hidden,
-                                           const LayerContext& ctx)>;
+  // Runs one unit (embeddings, a decoder layer, the head) on its input. Replace it to wrap
+  // units (sharded gather, activation checkpointing); it must return what `call.run(input)`
+  // returns.
+  using UnitRunner = std::function<Tensor(const UnitCall& call, const Tensor& input)>;
 
   // Parameters are allocated with `options` (dtype, device; kMeta for no memory) and left
   // uninitialised: call init_weights() or load a checkpoint.
   CausalLM(ModelConfig cfg, const torch::TensorOptions& options = {});
 
-  // ids [B, T] int64 -> logits [B, T, vocab]. With a cache, the ids continue what the cache
-  // holds and the cache advances by T.
+  // logits [B, T, vocab]. With a cache, the ids continue what the cache holds and the cache
+  // advances by T.
+  Tensor forward(const ForwardInputs& in);
   Tensor forward(const Tensor& ids, KVCache* cache = nullptr);
-  // The final normalised hidden states [B, T, H], for callers that compute the loss in chunks.
-  Tensor hidden_states(const Tensor& ids, KVCache* cache = nullptr);
-  Tensor logits(const Tensor& hidden);  // [.., H] -> [.., vocab]
+  // Summed next-token cross-entropy [float32 scalar] of the tokens whose label is not
+  // kIgnoreLabel; labels [B, T] int64 are already shifted (the reader's). The head computes
+  // logits `chunk_tokens` at a time, so [B * T, vocab] never exists at once.
+  Tensor loss(const ForwardInputs& in, const Tensor& labels, int64_t chunk_tokens = 4096);
+  static constexpr int64_t kIgnoreLabel = -100;
 
-  void set_layer_runner(LayerRunner runner);
+  void set_unit_runner(UnitRunner runner);  // null restores the plain one
   const ModelConfig& config() const { return cfg_; }
   const RotaryEmbedding& rope() const { return rope_; }
 
@@ -193,23 +231,31 @@ class CausalLM : public torch::nn::Module {
 
   // The HF checkpoint tensors in HF order (no adapter parameters); the tied head is absent.
   std::vector<std::pair<std::string, Tensor>> base_parameters();
-  // Units for sharding: "model.embed_tokens", "model.layers.<i>" each, and "head"
-  // (model.norm, plus lm_head when untied; a tied head lives in the embedding unit).
+  // Units for sharding, grouped by unit_of(): "model.embed_tokens", "model.layers.<i>" each,
+  // and "head" (model.norm, plus lm_head when untied; a tied head lives in the embedding unit).
+  // Every parameter of the model (adapters too) is in exactly one unit.
   std::vector<ParameterUnit> parameter_units();
+  size_t head_unit() const { return layers_.size() + 1; }  // index of "head" in parameter_units()
 
   // HF's initialisation: normal(0, initializer_range) for matrices, ones for norms, zero
   // biases; deterministic for a seed (drawn on the CPU in float32, then copied).
   void init_weights(uint64_t seed);
 
  private:
-  LayerContext make_context(const Tensor& ids, KVCache* cache, at::ScalarType dtype) const;
+  std::shared_ptr<const LayerContext> make_context(const ForwardInputs& in,
+                                                   at::ScalarType dtype) const;
+  // Embeddings and every layer through the runner; returns the last layer's output [B, T, H].
+  Tensor run_body(const ForwardInputs& in);
+  // The head unit (final norm, then `head`) through the runner.
+  Tensor run_head(const Tensor& hidden, std::function<Tensor(const Tensor& normed)> head);
+  const Tensor& head_weight();  // lm_head's, or the tied embeddings'
 
   ModelConfig cfg_;
   RotaryEmbedding rope_;
   Backbone backbone_{nullptr};
   Linear lm_head_{nullptr};
   std::vector<DecoderLayer> layers_;
-  LayerRunner runner_;
+  UnitRunner runner_;
 };
 
 }  // namespace ftune::model

@@ -159,65 +159,146 @@ TEST_F(ModelTest, AdaptersAttachToNamedLinears) {
   EXPECT_NE(msg.find("did you mean 'model.layers.1.mlp.up_proj'"), std::string::npos) << msg;
 }
 
-TEST_F(ModelTest, LayerRunnerWrapsEveryLayer) {
-  auto m = tiny("tiny-llama");
-  at::Tensor ids = random_ids(m->config(), 2, 5);
-  at::Tensor plain = m->forward(ids);
-  std::vector<size_t> seen;
-  m->set_layer_runner([&](DecoderLayer& layer, const at::Tensor& h, const LayerContext& ctx) {
-    seen.push_back(layer->index());
-    return layer->forward(h, ctx);
-  });
-  EXPECT_TRUE(at::equal(plain, m->forward(ids)));
-  EXPECT_EQ(seen, (std::vector<size_t>{0, 1}));
+TEST_F(ModelTest, UnitRunnerRunsEveryUnitInOrder) {
+  for (const char* name : {"tiny-llama", "tiny-llama3"}) {  // untied and tied heads
+    auto m = tiny(name);
+    at::Tensor ids = random_ids(m->config(), 2, 5);
+    at::Tensor plain = m->forward(ids);
+    std::vector<size_t> seen;
+    std::vector<std::vector<size_t>> uses;
+    m->set_unit_runner([&](const UnitCall& call, const at::Tensor& input) {
+      seen.push_back(call.unit);
+      uses.push_back(call.uses);
+      return call.run(input);
+    });
+    EXPECT_TRUE(at::equal(plain, m->forward(ids))) << name;
+    EXPECT_EQ(seen, (std::vector<size_t>{0, 1, 2, 3})) << name;
+    EXPECT_EQ(m->head_unit(), 3u);
+    const bool tied = m->config().tie_word_embeddings;
+    EXPECT_EQ(uses.back(), tied ? (std::vector<size_t>{3, 0}) : (std::vector<size_t>{3})) << name;
+  }
 }
 
-// Activation checkpointing through the LayerRunner seam: forward keeps only the layer's input
-// (and the shared RoPE tables), backward recomputes the layer with grad and back-propagates
-// through it. Gradients must equal those of the plain run.
-CausalLM* g_model = nullptr;  // the Function finds its layer by index
-int g_layer_calls = 0;
+// Activation checkpointing through the UnitRunner seam: forward keeps only each unit's input,
+// backward runs the unit again with grad and back-propagates through it. The unit's parameters
+// are inputs of the Function, so autograd routes their gradients (a tied head's two parts
+// summed) as it would without recomputation; the call travels to backward in a capsule.
+int g_unit_calls = 0;
 
-struct RecomputeLayer : torch::autograd::Function<RecomputeLayer> {
-  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& hidden,
-                            int64_t index, const at::Tensor& cos, const at::Tensor& sin) {
-    ctx->save_for_backward({hidden});
-    ctx->saved_data["index"] = index;
-    ctx->saved_data["cos"] = cos;
-    ctx->saved_data["sin"] = sin;
-    ++g_layer_calls;
-    LayerContext lc{cos, sin};
-    return g_model->layer(index)->forward(hidden, lc);  // grad mode is off here
+struct CallHolder : torch::CustomClassHolder {
+  explicit CallHolder(UnitCall c) : call(std::move(c)) {}
+  UnitCall call;
+};
+
+struct RecomputeUnit : torch::autograd::Function<RecomputeUnit> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& input,
+                            at::TensorList params, c10::intrusive_ptr<CallHolder> holder) {
+    ctx->save_for_backward({input});
+    ctx->saved_data["params"] = params.vec();
+    ++g_unit_calls;
+    at::Tensor out = holder->call.run(input);  // grad mode is off here
+    ctx->saved_data["call"] = c10::IValue::make_capsule(std::move(holder));
+    return out;
   }
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    at::Tensor h = ctx->get_saved_variables()[0].detach().requires_grad_(true);
-    LayerContext lc{ctx->saved_data["cos"].toTensor(), ctx->saved_data["sin"].toTensor()};
+    at::Tensor in = ctx->get_saved_variables()[0].detach();
+    const bool differentiable = in.is_floating_point();
+    if (differentiable) in.requires_grad_(true);
+    auto holder = c10::static_intrusive_pointer_cast<CallHolder>(
+        ctx->saved_data["call"].toCapsule());
+    std::vector<at::Tensor> wrt = ctx->saved_data["params"].toTensorVector();
+    if (differentiable) wrt.insert(wrt.begin(), in);
     at::AutoGradMode with_grad(true);
-    ++g_layer_calls;
-    at::Tensor out = g_model->layer(ctx->saved_data["index"].toInt())->forward(h, lc);
-    torch::autograd::backward({out}, {grads[0]});  // accumulates the layer's parameter grads
-    return {h.grad(), at::Tensor(), at::Tensor(), at::Tensor()};
+    ++g_unit_calls;
+    auto g = torch::autograd::grad({holder->call.run(in)}, wrt, {grads[0]}, std::nullopt,
+                                   false, /*allow_unused=*/true);
+    if (!differentiable) g.insert(g.begin(), at::Tensor());
+    g.push_back(at::Tensor());  // the capsule
+    return g;
   }
 };
 
-TEST_F(ModelTest, LayerRunnerSupportsRecomputeInBackward) {
+TEST_F(ModelTest, UnitRunnerSupportsRecomputeInBackward) {
+  for (const char* name : {"tiny-llama", "tiny-llama3"}) {
+    auto m = tiny(name);
+    at::Tensor ids = random_ids(m->config(), 2, 6);
+    at::Tensor labels = random_ids(m->config(), 2, 6);
+    ForwardInputs in;
+    in.ids = ids;
+    m->loss(in, labels).backward();
+    std::vector<at::Tensor> plain;
+    for (auto& p : m->parameters()) plain.push_back(p.grad().clone());
+    m->zero_grad();
+    g_unit_calls = 0;
+    auto units = m->parameter_units();
+    m->set_unit_runner([&units](const UnitCall& call, const at::Tensor& input) {
+      std::vector<at::Tensor> params;
+      for (size_t u : call.uses)
+        for (auto& p : units[u].params) params.push_back(p.second);
+      // A std::vector would not count as tensor inputs: pass a TensorList.
+      return RecomputeUnit::apply(input, at::TensorList(params),
+                                  c10::make_intrusive<CallHolder>(call));
+    });
+    m->loss(in, labels).backward();
+    EXPECT_EQ(g_unit_calls, 8) << name;  // each of 4 units: once forward, once in backward
+    auto params = m->parameters();
+    for (size_t i = 0; i < params.size(); ++i)
+      EXPECT_LT(max_abs_diff(plain[i], params[i].grad()), 1e-6) << name << " " << i;
+  }
+}
+
+// Packed rows: each document gives the loss and gradients it gives alone.
+TEST_F(ModelTest, PackedDocumentsAttendOnlyWithinThemselves) {
+  for (const char* name : {"tiny-llama", "tiny-mistral"}) {
+    auto m = tiny(name);
+    const ModelConfig& c = m->config();
+    at::Tensor a = random_ids(c, 1, 7), b = random_ids(c, 1, 11), d = random_ids(c, 1, 6);
+    at::Tensor la = random_ids(c, 1, 7), lb = random_ids(c, 1, 11), ld = random_ids(c, 1, 6);
+    // Row 0: a + b (18), row 1: d + 12 tokens of padding (a document of its own, ignored).
+    at::Tensor pad = at::zeros({1, 12}, at::kLong);
+    ForwardInputs packed;
+    packed.ids = at::cat({at::cat({a, b}, 1), at::cat({d, pad}, 1)}, 0);
+    packed.positions = at::cat({at::cat({at::arange(7), at::arange(11)}).unsqueeze(0),
+                                at::cat({at::arange(6), at::arange(12)}).unsqueeze(0)}, 0);
+    packed.cu_seqlens = at::tensor(std::vector<int32_t>{0, 7, 18, 24, 36});
+    packed.max_seqlen = 12;
+    at::Tensor labels = at::cat({at::cat({la, lb}, 1),
+                                 at::cat({ld, at::full({1, 12}, CausalLM::kIgnoreLabel)}, 1)}, 0);
+    m->loss(packed, labels).backward();
+    std::vector<at::Tensor> packed_grads;
+    for (auto& p : m->parameters()) packed_grads.push_back(p.grad().clone());
+    m->zero_grad();
+    at::Tensor alone = at::zeros({});
+    for (auto [ids, lab] : {std::pair{a, la}, std::pair{b, lb}, std::pair{d, ld}}) {
+      ForwardInputs one;
+      one.ids = ids;
+      alone = alone + m->loss(one, lab);
+    }
+    alone.backward();
+    auto params = m->parameters();
+    for (size_t i = 0; i < params.size(); ++i)
+      EXPECT_LT(max_abs_diff(packed_grads[i], params[i].grad()), 1e-5) << name << " " << i;
+  }
+}
+
+// The chunked fused loss equals the plain cross-entropy of the logits, in value and gradient.
+TEST_F(ModelTest, ChunkedLossMatchesPlainCrossEntropy) {
   auto m = tiny("tiny-llama");
-  g_model = m.get();
-  at::Tensor ids = random_ids(m->config(), 2, 6);
-  m->forward(ids).logsumexp(-1).mean().backward();
-  std::vector<at::Tensor> plain;
-  for (auto& p : m->parameters()) plain.push_back(p.grad().clone());
+  at::Tensor ids = random_ids(m->config(), 2, 9);
+  at::Tensor labels = random_ids(m->config(), 2, 9);
+  labels.index_put_({0, 3}, CausalLM::kIgnoreLabel);
+  ForwardInputs in;
+  in.ids = ids;
+  at::Tensor ref = at::cross_entropy_loss(m->forward(in).reshape({18, -1}), labels.reshape({-1}),
+                                          {}, at::Reduction::Sum, CausalLM::kIgnoreLabel);
+  ref.backward();
+  at::Tensor ref_grad = m->lm_head()->weight.grad().clone();
   m->zero_grad();
-  m->set_layer_runner([](DecoderLayer& layer, const at::Tensor& h, const LayerContext& ctx) {
-    EXPECT_TRUE(ctx.is_causal && !ctx.attn_mask.defined() && ctx.cache == nullptr);
-    return RecomputeLayer::apply(h, static_cast<int64_t>(layer->index()), ctx.cos, ctx.sin);
-  });
-  m->forward(ids).logsumexp(-1).mean().backward();
-  EXPECT_EQ(g_layer_calls, 4);  // each of the 2 layers: once forward, once in backward
-  auto params = m->parameters();
-  for (size_t i = 0; i < params.size(); ++i)
-    EXPECT_LT(max_abs_diff(plain[i], params[i].grad()), 1e-6) << i;
+  at::Tensor ours = m->loss(in, labels, /*chunk_tokens=*/5);
+  ours.backward();
+  EXPECT_LT((ours - ref).abs().item<double>(), 1e-4 * ref.abs().item<double>());
+  EXPECT_LT(max_abs_diff(ref_grad, m->lm_head()->weight.grad()), 1e-6);
 }
 
 // Prefill in chunks, then one token at a time, must give the full forward's logits; Mistral's
