@@ -1,8 +1,10 @@
 """Reference outputs from Hugging Face transformers for ftune's model tests (float32, CPU).
 
   make OUT            tiny random Llama / Llama-3.1-style / Qwen2 / Mistral models in OUT/<kind>,
-                      each with ids.safetensors (token ids), logits.safetensors (HF logits) and
-                      generate.json (prompt + HF greedy continuation).
+                      each with ids.safetensors (token ids), logits.safetensors (HF logits),
+                      generate.json (prompt + HF greedy continuation), and grads.safetensors:
+                      gradients of the summed cross-entropy for a plain batch and for a packed
+                      one (references: each packed document run alone, losses summed).
   logits DIR IDS OUT  HF logits of the model in DIR for the ids in IDS, written to OUT.
 """
 import json
@@ -66,6 +68,45 @@ def make(out):
         new = seq[0, prompt.shape[1]:].tolist()
         with open(f"{d}/generate.json", "w") as f:
             json.dump({"prompt": prompt[0].tolist(), "ids": new}, f)
+        save_file(gradients(model), f"{d}/grads.safetensors")
+
+
+def summed_ce(model, ids, labels):
+    logits = model(ids).logits.float()
+    return torch.nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), labels.view(-1),
+                                             reduction="sum", ignore_index=-100)
+
+
+def grads_of(model, loss):
+    model.zero_grad()
+    loss.backward()
+    return {f"{n}": p.grad.detach().clone() for n, p in model.named_parameters()}
+
+
+def gradients(model):
+    """Inputs and HF gradients, plain ("plain.*") and packed ("packed.*")."""
+    v = model.config.vocab_size
+    out = {}
+    ids = torch.randint(0, v, (2, 24), dtype=torch.int64)
+    labels = torch.randint(0, v, (2, 24), dtype=torch.int64)
+    labels[0, 5] = labels[1, 0] = -100
+    for n, g in grads_of(model, summed_ce(model, ids, labels)).items():
+        out[f"plain.grad.{n}"] = g
+    out.update({"plain.ids": ids, "plain.labels": labels})
+    # Packed: row 0 holds documents of 10 and 14 tokens, row 1 one of 24.
+    lengths = [10, 14, 24]
+    docs = [torch.randint(0, v, (1, n), dtype=torch.int64) for n in lengths]
+    doc_labels = [torch.randint(0, v, (1, n), dtype=torch.int64) for n in lengths]
+    doc_labels[0][0, -1] = -100  # the last token of a document has no next token in its row
+    loss = sum(summed_ce(model, d, l) for d, l in zip(docs, doc_labels))
+    for n, g in grads_of(model, loss).items():
+        out[f"packed.grad.{n}"] = g
+    out["packed.ids"] = torch.cat([torch.cat(docs[:2], 1), docs[2]], 0)
+    out["packed.labels"] = torch.cat([torch.cat(doc_labels[:2], 1), doc_labels[2]], 0)
+    out["packed.positions"] = torch.stack([torch.cat([torch.arange(10), torch.arange(14)]),
+                                           torch.arange(24)])
+    out["packed.cu_seqlens"] = torch.tensor([0, 10, 24, 48], dtype=torch.int32)
+    return {k: t.contiguous() for k, t in out.items()}
 
 
 def logits(model_dir, ids_path, out):
