@@ -25,6 +25,7 @@ enum class ReduceOp { sum, avg, max, min };
 size_t dtype_size(DType dtype);          // [bytes per element]
 const char* dtype_name(DType dtype);     // "f32"
 const char* reduce_op_name(ReduceOp op); // "sum"
+bool is_integer(DType dtype);             // i32, i64, u8: no avg (every backend refuses it)
 
 // Where the buffers of a call live. CUDA buffers need the nccl backend; `mpi` and `local`
 // take host memory.
@@ -92,6 +93,11 @@ class Communicator {
 
   // The timeout that applies to collectives from now on.
   virtual void set_phase(Phase phase) = 0;
+
+  // nccl: the caller's compute stream (a cudaStream_t; null = the legacy default stream).
+  // Each collective waits for the work queued on it so far, and Work::wait() makes it wait
+  // for the collective. Host backends ignore it.
+  virtual void set_compute_stream(void* cuda_stream) { (void)cuda_stream; }
 
   // Ends every rank of the job now, with this rank's message on stderr; never returns.
   [[noreturn]] virtual void abort(const std::string& why) = 0;
