@@ -49,6 +49,18 @@ void refill_storage(const at::Tensor& t) {
   impl->set_nbytes(nbytes);
 }
 
+// Makes the module tensor `param` (same TensorImpl, so every holder of it sees the change) a
+// view of `view`. set_data() refuses a meta tensor (a model built without memory); the shallow
+// copy it would do is what is wanted here, since no autograd graph refers to the meta tensor.
+void point_at(at::Tensor& param, const at::Tensor& view) {
+  if (param.is_meta()) {
+    FTUNE_CHECK(param.sizes() == view.sizes(), "meta parameter and its view differ in shape");
+    param.unsafeGetTensorImpl()->shallow_copy_from(view.getIntrusivePtr());
+  } else {
+    param.set_data(view);
+  }
+}
+
 std::vector<std::pair<std::string, std::vector<int64_t>>> shapes_of(
     const std::vector<std::pair<std::string, at::Tensor>>& params) {
   std::vector<std::pair<std::string, std::vector<int64_t>>> out;
@@ -103,7 +115,7 @@ void ShardedUnits::install(bool take_weights) {
     // From now on the module tensors are views of the gathered buffer, empty until gathered.
     for (size_t i = 0; i < u->flat.size(); ++i) {
       const FlatEntry& e = u->layout.entries()[i];
-      u->flat[i].second.set_data(u->gathered.narrow(0, e.offset, e.numel).view(e.shape));
+      point_at(u->flat[i].second, u->gathered.narrow(0, e.offset, e.numel).view(e.shape));
     }
     free_storage(u->gathered);
   }

@@ -7,7 +7,8 @@
 //                 [--load DIR] [--stats FILE] [--save DIR] [--big 1]
 // --engine 0 is the reference: one process, no engine, the whole batch. --save writes the
 // initial model as an HF directory; --load builds the model on the meta device (no memory) and
-// reads each rank's slices from one, writing "bytes_read rss_before rss_after" to FILE.<rank>.
+// reads each rank's slices from one, writing "bytes_read rss_before rss_after" to FILE.<rank>
+// (bytes read as the kernel counts them, /proc/self/io rchar; resident set from /proc/self/status).
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -22,6 +23,7 @@
 #include "runtime/comm/world.h"
 #include "runtime/model/llama.h"
 #include "runtime/shard_model.h"
+#include "sharding/comm_tensors.h"
 #include "sharding/optimizer.h"
 
 namespace {
@@ -139,6 +141,15 @@ std::vector<sharding::OptimParam> whole_params(model::CausalLM& m) {
   return out;
 }
 
+int64_t bytes_read_by_process() {  // rchar: bytes this process read through syscalls
+  std::ifstream in("/proc/self/io");
+  std::string key;
+  int64_t value = 0;
+  while (in >> key >> value)
+    if (key == "rchar:") return value;
+  return 0;
+}
+
 int64_t resident_bytes() {  // VmRSS of this process
   std::ifstream in("/proc/self/status");
   std::string line;
@@ -182,13 +193,14 @@ int run(const Args& args) {
                                              : sharding::ShardMode::frozen_replicated;
     o.activation_checkpointing = args.ac;
     engine = model::shard_model(*m, *shard, replicas.get(), o, !load);
-    model::LoadStats st;
-    if (load) st = model::load_shards(*engine, args.load);
+    const int64_t read_before = bytes_read_by_process();
+    if (load) model::load_shards(*engine, args.load);
+    const int64_t read = bytes_read_by_process() - read_before;
     params = engine->optim_params();
     if (!args.stats.empty()) {
       sharding::AdamW with_state(params);  // the moments exist from construction
       std::ofstream f(args.stats + "." + std::to_string(comm->rank()));
-      f << st.bytes_read << " " << rss_before << " " << resident_bytes() << "\n";
+      f << read << " " << rss_before << " " << resident_bytes() << "\n";
       comm->barrier();
       return 0;
     }
