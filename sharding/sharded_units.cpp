@@ -26,6 +26,10 @@ struct ShardedUnits::Unit {
   int backward_holds = 0;  // gathers made for backward without checkpointing
   size_t grads_pending = 0;  // flat parameters still to accumulate a gradient this backward
   bool trains_flat = false;  // full mode: the flat parameters train
+  // A gather issued ahead (prefetch): the storage is refilled and the all-gather in flight;
+  // the next gather() waits on it instead of starting its own.
+  std::unique_ptr<comm::Work> pending;
+  at::Tensor pending_send;  // kept alive until the all-gather completes
 };
 
 namespace {
@@ -121,16 +125,43 @@ void ShardedUnits::install(bool take_weights) {
   }
 }
 
+void ShardedUnits::start_gather(Unit& u) {
+  refill_storage(u.gathered);
+  u.pending_send = u.shard.detach().to(options_.compute_dtype).contiguous();
+  u.pending = all_gather_async(shard_, u.pending_send, u.gathered);
+  counters_.all_gather_bytes += u.gathered.numel() * u.gathered.element_size();
+  ++counters_.gathers;
+}
+
 void ShardedUnits::gather(size_t index) {
   Unit& u = *units_.at(index);
   if (!u.gathered.defined() || u.holds++ > 0) return;
   auto t0 = std::chrono::steady_clock::now();
-  refill_storage(u.gathered);
-  at::Tensor send = u.shard.detach().to(options_.compute_dtype).contiguous();
-  all_gather_async(shard_, send, u.gathered)->wait();
+  if (!u.pending) start_gather(u);
+  u.pending->wait();
+  u.pending.reset();
+  u.pending_send = at::Tensor();
   counters_.all_gather_s += seconds_since(t0);
-  counters_.all_gather_bytes += u.gathered.numel() * u.gathered.element_size();
-  ++counters_.gathers;
+}
+
+void ShardedUnits::prefetch(size_t index) {
+  if (index >= units_.size()) return;
+  Unit& u = *units_[index];
+  if (!u.gathered.defined() || u.holds > 0 || u.pending) return;
+  start_gather(u);
+  ++counters_.prefetches;
+}
+
+void ShardedUnits::drop_prefetches() {
+  // A prefetch not consumed (a forward that ended early) would hold slices the optimizer is
+  // about to change: complete it and free the storage.
+  for (auto& u : units_) {
+    if (!u->pending) continue;
+    u->pending->wait();
+    u->pending.reset();
+    u->pending_send = at::Tensor();
+    if (u->holds == 0) free_storage(u->gathered);
+  }
 }
 
 void ShardedUnits::release(size_t index) {
@@ -182,6 +213,7 @@ struct UnitFunction : torch::autograd::Function<UnitFunction> {
     (void)inputs;
     ctx->save_for_backward({input});
     for (size_t u : state->uses) state->engine->gather(u);
+    state->engine->prefetch(state->uses.front() + 1);  // the next unit in forward order
     at::Tensor out = state->fn(input);
     for (size_t u : state->uses) state->engine->release(u);
     ctx->saved_data["state"] = c10::IValue::make_capsule(std::move(state));
@@ -195,6 +227,7 @@ struct UnitFunction : torch::autograd::Function<UnitFunction> {
     const bool float_in = in.is_floating_point();
     if (float_in) in.requires_grad_(true);
     for (size_t u : state->uses) engine.gather(u);
+    if (state->uses.front() > 0) engine.prefetch(state->uses.front() - 1);  // backward order
     // What to differentiate: the input, each used unit's flat parameters (full mode), then its
     // replicated trainable parameters.
     std::vector<at::Tensor> wrt;
@@ -267,6 +300,7 @@ at::Tensor ShardedUnits::run_kept(const std::vector<size_t>& uses,
                                   std::function<at::Tensor(const at::Tensor&)> fn,
                                   const at::Tensor& input) {
   for (size_t u : uses) gather(u);
+  prefetch(uses.front() + 1);
   at::Tensor out = fn(input);
   for (size_t u : uses) release(u);
   if (!out.requires_grad()) return out;
@@ -299,6 +333,7 @@ at::Tensor ShardedUnits::run_kept(const std::vector<size_t>& uses,
       if (!unit.gathered.defined()) continue;
       gather(u);
       ++unit.backward_holds;
+      if (u == uses.front() && u > 0) prefetch(u - 1);
       if (!unit.trains_flat && unit.backward_holds == 1) {
         torch::autograd::Engine::get_default_engine().queue_callback([this, u] {
           for (Unit& un = *units_[u]; un.backward_holds > 0; --un.backward_holds) release(u);
@@ -316,6 +351,7 @@ at::Tensor ShardedUnits::run(const std::vector<size_t>& uses,
     return run_checkpointed(uses, std::move(fn), input);
   if (!at::GradMode::is_enabled()) {  // evaluation: gather, run, free
     for (size_t u : uses) gather(u);
+    prefetch(uses.front() + 1);
     at::Tensor out = fn(input);
     for (size_t u : uses) release(u);
     return out;
@@ -350,6 +386,7 @@ std::vector<OptimParam> ShardedUnits::optim_params(
 
 void ShardedUnits::finish_backward() {
   at::NoGradGuard no_grad;
+  drop_prefetches();
   auto t0 = std::chrono::steady_clock::now();
   int64_t bytes = 0;
   // Replicated gradients: one bucket, summed over every rank (shard and replica groups both).

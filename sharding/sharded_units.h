@@ -57,7 +57,8 @@ struct UnitParams {
 struct CommCounters {
   double all_gather_s = 0, reduce_scatter_s = 0, all_reduce_s = 0;
   int64_t all_gather_bytes = 0, reduce_scatter_bytes = 0, all_reduce_bytes = 0;
-  int64_t gathers = 0;  // unit gathers (forward, backward, export)
+  int64_t gathers = 0;     // unit all-gathers started (forward, backward, prefetches)
+  int64_t prefetches = 0;  // of which issued ahead of their unit
 };
 
 class ShardedUnits {
@@ -105,7 +106,12 @@ class ShardedUnits {
 
  private:
   friend struct UnitFunction;
+  void start_gather(Unit& u);
   void gather(size_t u);
+  // Issues unit u's all-gather ahead of its turn, so on GPU it overlaps the current unit's
+  // compute; at most one unit ahead (the planner counts two units in flight).
+  void prefetch(size_t u);
+  void drop_prefetches();
   void release(size_t u);
   void reduce_grads(size_t u, const std::vector<at::Tensor>& flat_grads);
   at::Tensor run_checkpointed(const std::vector<size_t>& uses,
