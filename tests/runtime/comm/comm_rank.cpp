@@ -1,7 +1,8 @@
 // One rank of the communicator tests (run directly for `local`, under mpirun for `mpi`):
 //   comm_rank <mode> <backend> [--chunk N] [--timeout S] [--pid-dir D]
 // modes: ops (every collective x dtype x op against comm_reference.h), split, async, placement,
-// fault-kill, fault-stop, fault-throw (the last rank fails at collective #11 of a loop).
+// fault-kill, fault-stop, fault-throw (the last rank fails before collective #12 of a loop),
+// nccl-lib (which libnccl.so.2 the nccl backend loads; --preload a library first).
 // Prints "OK <mode> ..." on rank 0 when every check passed; a failed check throws, and
 // run_or_abort ends the job with exit code 1 and the message.
 #include "common/error.h"
@@ -10,12 +11,14 @@
 #include "runtime/comm/world.h"
 #include "tests/runtime/comm/comm_reference.h"
 
+#include <dlfcn.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,7 +28,7 @@ namespace {
 using comm::Communicator;
 
 struct Args {
-  std::string mode, backend = "auto", pid_dir;
+  std::string mode, backend = "auto", pid_dir, preload, then_load;
   size_t chunk = 0;    // [elements] 0: the backend's default
   double timeout = 30; // [s] step phase
 };
@@ -40,6 +43,8 @@ Args parse(int argc, char** argv) {
     if (k == "--chunk") a.chunk = std::stoul(v);
     else if (k == "--timeout") a.timeout = std::stod(v);
     else if (k == "--pid-dir") a.pid_dir = v;
+    else if (k == "--preload") a.preload = v;
+    else if (k == "--then-load") a.then_load = v;
     else throw Error("comm_rank: unknown option " + k);
   }
   return a;
@@ -228,8 +233,31 @@ void run_fault(Communicator& c, const std::string& mode, const Args& a) {
   }
 }
 
+// The NCCL the nccl backend would use, after loading `preload` (LibTorch's CUDA library) if
+// given (or `then_load` after), and how many distinct libnccl files the process then maps.
+int run_nccl_lib(const Args& a) {
+  if (!a.preload.empty() && dlopen(a.preload.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+    throw Error("cannot preload " + a.preload + ": " + dlerror());
+  }
+  std::printf("%s\n", comm::nccl_library().c_str());
+  if (!a.then_load.empty() && dlopen(a.then_load.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+    throw Error("cannot load " + a.then_load + ": " + dlerror());
+  }
+  std::ifstream maps("/proc/self/maps");
+  std::set<std::string> files;
+  for (std::string line; std::getline(maps, line);) {
+    size_t slash = line.find('/');
+    if (slash != std::string::npos && line.find("libnccl", slash) != std::string::npos) {
+      files.insert(line.substr(slash));
+    }
+  }
+  std::printf("mapped libnccl files: %zu\n", files.size());
+  return 0;
+}
+
 int run(int argc, char** argv) {
   Args a = parse(argc, argv);
+  if (a.mode == "nccl-lib") return run_nccl_lib(a);
   comm::World world = comm::init_world();
   comm::Timeouts t;
   t.step_s = a.timeout;
