@@ -75,9 +75,7 @@ ArrivalBoard::ArrivalBoard(MPI_Comm comm) : host_(this_host()) {
   FTUNE_MPI_CHECK(MPI_Comm_rank(comm, &comm_rank));
   FTUNE_MPI_CHECK(MPI_Comm_size(comm, &comm_size));
   FTUNE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &world_rank));
-  MPI_Comm node;
-  FTUNE_MPI_CHECK(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, comm_rank, MPI_INFO_NULL, &node));
-  FTUNE_MPI_CHECK(MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN));
+  MPI_Comm node = split_node(comm);
   int local_rank = 0;
   FTUNE_MPI_CHECK(MPI_Comm_rank(node, &local_rank));
   FTUNE_MPI_CHECK(MPI_Comm_size(node, &local_size_));

@@ -33,6 +33,14 @@ bool nccl_available() {
 #endif
 }
 
+std::string nccl_library() {
+#ifdef FTUNE_COMM_HAVE_NCCL
+  return nccl_library_description();
+#else
+  throw Error("[comm] this build has no nccl backend (CMake found no nccl.h or CUDA headers)");
+#endif
+}
+
 std::unique_ptr<Communicator> make_communicator(const std::string& backend, const World& world,
                                                 const Timeouts& timeouts) {
   check_timeouts(timeouts, world);

@@ -17,4 +17,9 @@ std::unique_ptr<Communicator> make_communicator(const std::string& backend, cons
 
 bool nccl_available();  // this build has the nccl backend
 
+// "nccl 2.28.9 from /…/nvidia/nccl/lib/libnccl.so.2": the library the nccl backend uses (the
+// one already in the process, e.g. LibTorch's, else the configured one); loads it without
+// touching a GPU. Throws ftune::Error when this build has no nccl backend or it cannot load.
+std::string nccl_library();
+
 }  // namespace ftune::comm

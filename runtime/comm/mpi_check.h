@@ -10,6 +10,11 @@
 namespace ftune::comm {
 
 std::string mpi_error_string(int code);
+
+// The ranks of `comm` that share this node's memory (MPI_COMM_TYPE_SHARED), ordered as in
+// comm. FTUNE_COMM_RANKS_PER_NODE=N instead groups every N consecutive world ranks, so that
+// tests on one machine can play several nodes (they still share memory, as the board needs).
+MPI_Comm split_node(MPI_Comm comm);
 [[noreturn]] void mpi_failed(const char* call, int code, const char* file, int line);
 
 }  // namespace ftune::comm

@@ -108,12 +108,42 @@ std::string CollectiveInfo::describe(const std::string& label) const {
 
 // ---- communicator ----------------------------------------------------------------------------
 
+namespace {
+// Creating a communicator (MPI_Comm_dup, the board's shared window) blocks without a timeout;
+// a timed barrier first turns a rank that never starts into an error, not a hang. There is no
+// board yet to say which rank is missing.
+void wait_for_every_rank(double timeout_s) {
+  MPI_Request req;
+  FTUNE_MPI_CHECK(MPI_Ibarrier(MPI_COMM_WORLD, &req));
+  int64_t start = monotonic_ns();
+  for (int done = 0;;) {
+    FTUNE_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    if ((monotonic_ns() - start) * 1e-9 > timeout_s) {
+      int size = 0, rank = 0;
+      MPI_Comm_size(MPI_COMM_WORLD, &size);
+      MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+      // Staggered, so that the lowest waiting rank's line (and abort) usually comes alone.
+      std::this_thread::sleep_for(std::chrono::milliseconds(50 * std::min(rank, 40)));
+      char waited[32];
+      std::snprintf(waited, sizeof waited, "%.1f", timeout_s);
+      abort_job("[comm] timeout: not every one of the " + std::to_string(size) +
+                    " ranks reached communicator creation within " + waited +
+                    " s (startup phase timeout) on " + process_identity() +
+                    "; a rank did not start or is stuck before it; aborting the job", 1);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+}  // namespace
+
 std::unique_ptr<MpiCommunicator> MpiCommunicator::create(const Timeouts& timeouts) {
   if (!mpi_active()) {
     throw Error("[comm] backend mpi needs a process started by an MPI launcher (mpirun, srun); "
                 "none was detected (" + process_identity() + "): run under mpirun/srun, or use "
                 "backend local or auto for one process");
   }
+  wait_for_every_rank(timeouts.startup_s);
   MPI_Comm dup;
   FTUNE_MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &dup));
   return std::make_unique<MpiCommunicator>(dup, "world", timeouts);

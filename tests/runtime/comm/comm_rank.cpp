@@ -1,21 +1,26 @@
 // One rank of the communicator tests (run directly for `local`, under mpirun for `mpi`):
 //   comm_rank <mode> <backend> [--chunk N] [--timeout S] [--pid-dir D]
 // modes: ops (every collective x dtype x op against comm_reference.h), split, async, placement,
-// fault-kill, fault-stop, fault-throw (the last rank fails at collective #11 of a loop).
+// fault-kill, fault-stop, fault-throw (the last rank fails before collective #12 of a loop),
+// fault-stop-inside (stops after entering #12), slow-start (the last rank starts late),
+// mpi-error, nccl-lib (which libnccl.so.2 the nccl backend loads; --preload a library first).
 // Prints "OK <mode> ..." on rank 0 when every check passed; a failed check throws, and
 // run_or_abort ends the job with exit code 1 and the message.
 #include "common/error.h"
 #include "runtime/comm/factory.h"
+#include "runtime/comm/mpi_check.h"
 #include "runtime/comm/mpi_communicator.h"
 #include "runtime/comm/world.h"
 #include "tests/runtime/comm/comm_reference.h"
 
+#include <dlfcn.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -25,7 +30,7 @@ namespace {
 using comm::Communicator;
 
 struct Args {
-  std::string mode, backend = "auto", pid_dir;
+  std::string mode, backend = "auto", pid_dir, preload, then_load;
   size_t chunk = 0;    // [elements] 0: the backend's default
   double timeout = 30; // [s] step phase
 };
@@ -40,6 +45,8 @@ Args parse(int argc, char** argv) {
     if (k == "--chunk") a.chunk = std::stoul(v);
     else if (k == "--timeout") a.timeout = std::stod(v);
     else if (k == "--pid-dir") a.pid_dir = v;
+    else if (k == "--preload") a.preload = v;
+    else if (k == "--then-load") a.then_load = v;
     else throw Error("comm_rank: unknown option " + k);
   }
   return a;
@@ -220,6 +227,11 @@ void run_fault(Communicator& c, const std::string& mode, const Args& a) {
   int victim = c.size() - 1;
   for (int it = 0; it < 40; ++it) {
     if (c.rank() == victim && it == 10) {
+      if (mode == "fault-stop-inside") {  // enters collective #12, then stops
+        auto w = c.all_reduce_async(g.data(), g.data(), g.size(), DType::f32, ReduceOp::avg);
+        raise(SIGSTOP);
+        w->wait();
+      }
       if (mode == "fault-kill") raise(SIGKILL);
       if (mode == "fault-stop") raise(SIGSTOP);
       if (mode == "fault-throw") throw Error("injected fault before collective #12");
@@ -228,9 +240,46 @@ void run_fault(Communicator& c, const std::string& mode, const Args& a) {
   }
 }
 
+// The NCCL the nccl backend would use, after loading `preload` (LibTorch's CUDA library) if
+// given (or `then_load` after), and how many distinct libnccl files the process then maps.
+int run_nccl_lib(const Args& a) {
+  if (!a.preload.empty() && dlopen(a.preload.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+    throw Error("cannot preload " + a.preload + ": " + dlerror());
+  }
+  std::printf("%s\n", comm::nccl_library().c_str());
+  if (!a.then_load.empty() && dlopen(a.then_load.c_str(), RTLD_NOW | RTLD_GLOBAL) == nullptr) {
+    throw Error("cannot load " + a.then_load + ": " + dlerror());
+  }
+  std::ifstream maps("/proc/self/maps");
+  std::set<std::string> files;
+  for (std::string line; std::getline(maps, line);) {
+    size_t slash = line.find('/');
+    if (slash != std::string::npos && line.find("libnccl", slash) != std::string::npos) {
+      files.insert(line.substr(slash));
+    }
+  }
+  std::printf("mapped libnccl files: %zu\n", files.size());
+  return 0;
+}
+
 int run(int argc, char** argv) {
   Args a = parse(argc, argv);
+  if (a.mode == "nccl-lib") return run_nccl_lib(a);
   comm::World world = comm::init_world();
+  if (a.mode == "mpi-error") {  // an MPI error becomes an Error naming the call and the rank
+    try {
+      int r = 0;
+      FTUNE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_NULL, &r));
+    } catch (const Error& e) {
+      std::printf("caught: %s\n", e.what());
+    }
+    return 0;
+  }
+  // The last rank starts late: the others' startup timeout must end the job.
+  if (a.mode == "slow-start" && world.rank == world.size - 1) {
+    write_pid(a.pid_dir, world.rank);
+    sleep(static_cast<unsigned>(3 * a.timeout + 1));
+  }
   comm::Timeouts t;
   t.step_s = a.timeout;
   t.startup_s = a.timeout;
@@ -246,6 +295,7 @@ int run(int argc, char** argv) {
   else if (a.mode == "async") run_async(*c);
   else if (a.mode == "placement") comm::print_placement(world, *c);
   else if (a.mode.rfind("fault-", 0) == 0) run_fault(*c, a.mode, a);
+  else if (a.mode == "slow-start") write_pid(a.pid_dir, world.rank);
   else throw Error("comm_rank: unknown mode " + a.mode);
   c->barrier();
   if (c->rank() == 0) {

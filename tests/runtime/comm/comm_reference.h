@@ -45,6 +45,18 @@ inline void store(DType t, void* buf, size_t i, double v) {
   }
 }
 
+inline double load(DType t, const void* buf, size_t i) {
+  switch (t) {
+    case DType::f32: return static_cast<const float*>(buf)[i];
+    case DType::bf16: return comm::bf16_to_f32(static_cast<const uint16_t*>(buf)[i]);
+    case DType::f16: return comm::f16_to_f32(static_cast<const uint16_t*>(buf)[i]);
+    case DType::i32: return static_cast<double>(static_cast<const int32_t*>(buf)[i]);
+    case DType::i64: return static_cast<double>(static_cast<const int64_t*>(buf)[i]);
+    case DType::u8: return static_cast<const uint8_t*>(buf)[i];
+  }
+  return 0;
+}
+
 inline std::vector<uint8_t> filled(DType t, size_t count, int r, int salt) {
   std::vector<uint8_t> b(count * comm::dtype_size(t) + 1);  // +1: never empty
   for (size_t i = 0; i < count; ++i) store(t, b.data(), i, contribution(t, r, i, salt));

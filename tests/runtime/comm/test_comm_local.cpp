@@ -171,5 +171,44 @@ TEST(CommLocal, TheRankProgramPassesEveryCheckAlone) {
   EXPECT_NE(r.output.find("over 1 ranks, backend local"), std::string::npos) << r.output;
 }
 
+TEST(CommNccl, TheBackendLoadsTheWheelsNcclWithoutAGpu) {
+  if (!comm::nccl_available()) GTEST_SKIP() << "built without the nccl backend (no nccl.h found)";
+  auto r = run_shell(shell_quote(FTUNE_COMM_RANK) + " nccl-lib none");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("nccl 2."), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("nvidia/nccl/lib/libnccl.so.2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("mapped libnccl files: 1"), std::string::npos) << r.output;
+}
+
+TEST(CommNccl, AfterLibTorchTheBackendSharesItsNccl) {
+  if (!comm::nccl_available()) GTEST_SKIP() << "built without the nccl backend (no nccl.h found)";
+  std::string torch_cuda = FTUNE_TORCH_CUDA_LIB;
+  if (torch_cuda.empty()) GTEST_SKIP() << "this LibTorch has no libtorch_cuda.so";
+  auto r = run_shell(shell_quote(FTUNE_COMM_RANK) + " nccl-lib none --preload " + shell_quote(torch_cuda));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("nvidia/nccl/lib/libnccl.so.2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("mapped libnccl files: 1"), std::string::npos) << r.output;
+}
+
+TEST(CommNccl, ALibTorchLoadedLaterSharesTheBackendsNccl) {
+  if (!comm::nccl_available()) GTEST_SKIP() << "built without the nccl backend (no nccl.h found)";
+  std::string torch_cuda = FTUNE_TORCH_CUDA_LIB;
+  if (torch_cuda.empty()) GTEST_SKIP() << "this LibTorch has no libtorch_cuda.so";
+  auto r = run_shell(shell_quote(FTUNE_COMM_RANK) + " nccl-lib none --then-load " + shell_quote(torch_cuda));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("mapped libnccl files: 1"), std::string::npos) << r.output;
+}
+
+TEST(CommNccl, WithoutMpiTheBackendSaysHowToStart) {
+  if (!comm::nccl_available()) GTEST_SKIP() << "built without the nccl backend (no nccl.h found)";
+  if (comm::mpi_active()) GTEST_SKIP() << "MPI is running";
+  try {
+    comm::make_communicator("nccl", comm::World{}, {});
+    FAIL() << "nccl without MPI was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("mpirun"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace ftune::test
