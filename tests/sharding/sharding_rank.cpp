@@ -5,11 +5,15 @@
 //   sharding_rank OUT.safetensors [--engine 0|1] [--mode full|frozen_sharded|frozen_replicated]
 //                 [--ac 0|1] [--hybrid 0|1] [--optim adamw|sgd] [--tied 0|1] [--steps N]
 //                 [--load DIR] [--stats FILE] [--save DIR] [--big 1]
+//                 [--fault stop|kill|throw --timeout S --pid-dir DIR]
 // --engine 0 is the reference: one process, no engine, the whole batch. --save writes the
 // initial model as an HF directory; --load builds the model on the meta device (no memory) and
 // reads each rank's slices from one, writing "bytes_read rss_before rss_after" to FILE.<rank>
 // (bytes read as the kernel counts them, /proc/self/io rchar; resident set from /proc/self/status).
+#include <csignal>
 #include <cstdio>
+
+#include <unistd.h>
 #include <fstream>
 #include <map>
 #include <string>
@@ -39,6 +43,8 @@ struct Args {
   int steps = 3;
   std::string load, stats, save;
   bool big = false;
+  std::string fault, pid_dir;  // the last rank fails inside layer 1's forward of step 1
+  double timeout_s = 60;
 };
 
 Args parse(int argc, char** argv) {
@@ -57,6 +63,9 @@ Args parse(int argc, char** argv) {
     else if (k == "--stats") a.stats = v;
     else if (k == "--save") a.save = v;
     else if (k == "--big") a.big = v == "1";
+    else if (k == "--fault") a.fault = v;
+    else if (k == "--timeout") a.timeout_s = std::stod(v);
+    else if (k == "--pid-dir") a.pid_dir = v;
     else throw Error("unknown flag " + k);
   }
   return a;
@@ -158,11 +167,32 @@ int64_t resident_bytes() {  // VmRSS of this process
   return 0;
 }
 
+int g_step = 0;
+
+// Wraps the engine's runner: the last rank stops, dies or throws when layer 1 runs in step 1,
+// while its peers go on into that step's collectives.
+void inject_fault(model::CausalLM& m, sharding::ShardedUnits& engine, const Args& args,
+                  comm::Communicator& comm) {
+  const bool victim = comm.rank() == comm.size() - 1;
+  if (!args.pid_dir.empty()) {
+    std::ofstream(args.pid_dir + "/pid." + std::to_string(comm.rank())) << getpid() << "\n";
+  }
+  m.set_unit_runner([&engine, victim, mode = args.fault](const model::UnitCall& call,
+                                                          const at::Tensor& input) {
+    if (victim && g_step == 1 && call.unit == 2) {
+      if (mode == "stop") raise(SIGSTOP);
+      if (mode == "kill") raise(SIGKILL);
+      if (mode == "throw") throw Error("injected fault in layer 1 of step 1");
+    }
+    return engine.run(call.uses, call.run, input);
+  });
+}
+
 int run(const Args& args) {
   at::set_num_threads(1);
   comm::World world = comm::init_world();
   comm::Timeouts timeouts;
-  timeouts.step_s = 60;
+  timeouts.step_s = args.timeout_s;
   auto comm = comm::make_communicator("auto", world, timeouts);
   std::unique_ptr<comm::Communicator> node, replicas;
   comm::Communicator* shard = comm.get();
@@ -193,6 +223,7 @@ int run(const Args& args) {
                                              : sharding::ShardMode::frozen_replicated;
     o.activation_checkpointing = args.ac;
     engine = model::shard_model(*m, *shard, replicas.get(), o, !load);
+    if (!args.fault.empty()) inject_fault(*m, *engine, args, *comm);
     const int64_t read_before = bytes_read_by_process();
     if (load) model::load_shards(*engine, args.load);
     const int64_t read = bytes_read_by_process() - read_before;
@@ -207,10 +238,14 @@ int run(const Args& args) {
   } else {
     params = whole_params(*m);
   }
+  // Set-up is done: collectives from here on get the step timeout.
+  for (comm::Communicator* c : {comm.get(), node.get(), replicas.get()})
+    if (c != nullptr) c->set_phase(comm::Phase::step);
   sharding::AdamW adamw(params);
   sharding::SGD sgd(params);
   std::map<std::string, at::Tensor> out;
   for (int step = 0; step < args.steps; ++step) {
+    g_step = step;
     Batch b = batch(step, comm->rank(), comm->size(), cfg.vocab_size);
     model::ForwardInputs in;
     in.ids = b.ids;

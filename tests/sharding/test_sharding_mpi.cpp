@@ -5,7 +5,11 @@
 // not divisible by 3 or 4, so slices cross tensor boundaries and end in padding.
 #include <gtest/gtest.h>
 
+#include <csignal>
+#include <chrono>
 #include <cmath>
+#include <fstream>
+#include <thread>
 #include <filesystem>
 #include <map>
 #include <sstream>
@@ -92,6 +96,75 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"--mode frozen_replicated --ac 0 --tied 1", {3}},
                       Case{"--mode frozen_sharded --ac 1", {3, 4}},
                       Case{"--mode frozen_sharded --ac 0 --tied 1", {4}}));
+
+// A rank that stops, dies or throws inside a step ends the whole job: within the step timeout
+// (3 s here) and with one line naming the collective and the rank, or that rank's message.
+bool alive(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!in || !std::getline(in, stat)) return false;
+  size_t paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] != 'Z';
+}
+
+struct FaultResult {
+  ProcessResult run;
+  double seconds = 0;
+  int leftover = 0;  // ranks alive after mpirun returned (killed by the test)
+};
+
+FaultResult run_fault(const std::string& mode, const std::string& mpirun_options = "") {
+  TempDir tmp;
+  const std::string cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
+                          "mpirun --oversubscribe --bind-to none " + mpirun_options + " -np 3 " +
+                          shell_quote(FTUNE_SHARDING_RANK) + " " + shell_quote(tmp.file("out")) +
+                          " --engine 1 --steps 3 --timeout 3 --fault " + mode + " --pid-dir " +
+                          shell_quote(tmp.path());
+  FaultResult f;
+  auto t0 = std::chrono::steady_clock::now();
+  f.run = run_shell(cmd);
+  f.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  for (int rank = 0; rank < 3; ++rank) {
+    int pid = 0;
+    std::ifstream in(tmp.file("pid." + std::to_string(rank)));
+    if (in >> pid && pid > 0 && alive(pid)) {
+      ++f.leftover;
+      kill(pid, SIGCONT);
+      kill(pid, SIGKILL);
+    }
+  }
+  return f;
+}
+
+TEST(ShardingFault, ARankStoppedInsideAStepIsNamedWithinTheTimeout) {
+  FaultResult f = run_fault("stop");
+  EXPECT_NE(f.run.exit_code, 0) << f.run.output;
+  EXPECT_GT(f.seconds, 2.5) << f.run.output;
+  EXPECT_LT(f.seconds, 15.0) << f.run.output;
+  EXPECT_NE(f.run.output.find("[comm] timeout: all_"), std::string::npos) << f.run.output;
+  // It may have entered the collective (a prefetch is issued before the unit runs) or not;
+  // either way the line names it as stopped.
+  EXPECT_NE(f.run.output.find("rank 2 (stopped"), std::string::npos) << f.run.output;
+  EXPECT_EQ(f.leftover, 0) << f.run.output;
+}
+
+TEST(ShardingFault, ARankKilledInsideAStepIsNamedWhenTheLauncherLetsOthersRun) {
+  FaultResult f = run_fault("kill", "--mca orte_abort_on_non_zero_status 0");
+  EXPECT_NE(f.run.exit_code, 0) << f.run.output;
+  EXPECT_LT(f.seconds, 15.0) << f.run.output;
+  EXPECT_NE(f.run.output.find("not arrived: rank 2 ("), std::string::npos) << f.run.output;
+  EXPECT_EQ(f.leftover, 0) << f.run.output;
+}
+
+TEST(ShardingFault, AnExceptionInsideAStepEndsEveryRankWithItsMessage) {
+  FaultResult f = run_fault("throw");
+  EXPECT_EQ(f.run.exit_code, 1) << f.run.output;
+  EXPECT_LT(f.seconds, 10.0) << f.run.output;
+  EXPECT_NE(f.run.output.find("[rank 2 on "), std::string::npos) << f.run.output;
+  EXPECT_NE(f.run.output.find("injected fault in layer 1 of step 1"), std::string::npos) << f.run.output;
+  EXPECT_EQ(f.leftover, 0) << f.run.output;
+}
 
 struct RankStats {
   double bytes_read = 0, rss_growth = 0;
