@@ -12,5 +12,6 @@ void build_cli(CLI::App& root, cli::CommandSet& commands);
 void register_model_commands(CLI::App& root, cli::CommandSet& commands);     // cmd_model.cpp
 void register_generate_command(CLI::App& root, cli::CommandSet& commands);   // cmd_generate.cpp
 void register_data_commands(CLI::App& root, cli::CommandSet& commands);      // cmd_data.cpp
+void register_train_command(CLI::App& root, cli::CommandSet& commands);      // cmd_train.cpp
 
 }  // namespace ftune

@@ -1,5 +1,6 @@
 // libftune_torch.so's entry point: the table the launcher reaches the LibTorch tasks through.
 #include "runtime/torch_api.h"
+#include "runtime/train/trainer.h"
 
 extern "C" __attribute__((visibility("default"))) const ftune::model::TorchApi* ftune_torch_api() {
   static const ftune::model::TorchApi api = {
@@ -7,6 +8,7 @@ extern "C" __attribute__((visibility("default"))) const ftune::model::TorchApi* 
       sizeof(ftune::model::TorchApi),
       &ftune::model::init_model_dir,
       &ftune::model::run_generate,
+      &ftune::train::run_train,
   };
   return &api;
 }

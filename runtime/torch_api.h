@@ -14,11 +14,12 @@
 #include <string>
 
 #include "runtime/tasks.h"
+#include "runtime/train/train_config.h"
 
 namespace ftune::model {
 
 // Bump when a field of TorchApi or of the structs it takes changes.
-constexpr uint32_t kTorchApiVersion = 1;
+constexpr uint32_t kTorchApiVersion = 2;
 
 struct TorchApi {
   uint32_t version;   // kTorchApiVersion of the library's build
@@ -26,6 +27,8 @@ struct TorchApi {
   // runtime/tasks.h; both throw ftune::Error on bad input.
   std::string (*init_model_dir)(const ModelInitConfig& cfg, const std::string& out_dir);
   GenerateResult (*run_generate)(const GenerateConfig& cfg);
+  // runtime/train/trainer.h: one rank of `ftune train`; returns the exit code.
+  int (*run_train)(const train::TrainConfig& cfg);
 };
 
 }  // namespace ftune::model

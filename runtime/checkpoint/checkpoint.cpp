@@ -204,4 +204,32 @@ void write_checkpoint(const std::string& dir, const std::vector<TensorView>& ten
   out.commit();
 }
 
+ShardedCheckpointWriter::ShardedCheckpointWriter(std::string dir, size_t num_shards)
+    : dir_(std::move(dir)), num_shards_(num_shards) {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) throw Error(dir_ + ": cannot create checkpoint directory: " + ec.message());
+  fs::remove(join_path(dir_, kSingleFile), ec);  // would shadow the index when loading
+}
+
+void ShardedCheckpointWriter::write_shard(size_t k, const std::vector<TensorView>& tensors) {
+  FTUNE_CHECK(k >= 1 && k <= num_shards_, "shard number out of range");
+  const std::string name = shard_name(k, num_shards_);
+  write_file(join_path(dir_, name), tensors, {{"format", "pt"}});
+  for (const auto& t : tensors) {
+    if (!weight_map_.emplace(t.name, name).second)
+      throw Error(dir_ + ": tensor '" + t.name + "' is given twice");
+    total_ += t.nbytes();
+  }
+}
+
+void ShardedCheckpointWriter::finish() {
+  json weight_map(weight_map_);
+  const std::string text =
+      json{{"metadata", {{"total_size", total_}}}, {"weight_map", weight_map}}.dump(2) + "\n";
+  detail::AtomicFile out(join_path(dir_, kIndexFile));
+  out.write(text.data(), text.size());
+  out.commit();
+}
+
 }  // namespace ftune::st

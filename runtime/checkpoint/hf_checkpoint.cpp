@@ -163,4 +163,12 @@ void save_model(CausalLM& model, const std::string& dir, const SaveOptions& opti
   write_side_files(cfg, options.tokenizer_dir, dir);
 }
 
+void write_model_files(const ModelConfig& model_cfg, at::ScalarType dtype,
+                       const std::string& tokenizer_dir, const std::string& dir) {
+  ModelConfig cfg = model_cfg;
+  cfg.dtype = hf_dtype_name(dtype);
+  write_json((fs::path(dir) / "config.json").string(), cfg.to_json());
+  write_side_files(cfg, tokenizer_dir, dir);
+}
+
 }  // namespace ftune::model

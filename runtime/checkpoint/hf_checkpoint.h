@@ -39,6 +39,12 @@ struct SaveOptions {
 // tokenizer_config.json, special_tokens_map.json and generation_config.json.
 void save_model(CausalLM& model, const std::string& dir, const SaveOptions& options = {});
 
+// config.json (cfg with `dtype` as the stored dtype) and the tokenizer/generation files from
+// tokenizer_dir: what save_model writes beside the weights, for exports that write the weights
+// themselves (unit by unit).
+void write_model_files(const ModelConfig& cfg, at::ScalarType dtype, const std::string& tokenizer_dir,
+                       const std::string& dir);
+
 // Files copied beside the weights on save.
 const std::vector<std::string>& tokenizer_files();
 

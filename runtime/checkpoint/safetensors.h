@@ -126,4 +126,20 @@ void write_checkpoint(const std::string& dir, const std::vector<TensorView>& ten
                       uint64_t max_shard_bytes = 5'000'000'000ULL,
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
+// A sharded HF checkpoint written one shard at a time, for exports that never hold the whole
+// model: write_shard(k, ...) writes model-0000k-of-0000n.safetensors (k from 1), finish()
+// writes the index last, once every shard is complete.
+class ShardedCheckpointWriter {
+ public:
+  ShardedCheckpointWriter(std::string dir, size_t num_shards);
+  void write_shard(size_t k, const std::vector<TensorView>& tensors);
+  void finish();
+
+ private:
+  std::string dir_;
+  size_t num_shards_;
+  std::map<std::string, std::string> weight_map_;
+  uint64_t total_ = 0;
+};
+
 }  // namespace ftune::st

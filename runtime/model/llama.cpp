@@ -331,6 +331,15 @@ Tensor CausalLM::loss(const ForwardInputs& in, const Tensor& labels, int64_t chu
   });
 }
 
+Tensor CausalLM::eval_stats(const ForwardInputs& in, const Tensor& labels, int64_t chunk_tokens) {
+  at::NoGradGuard no_grad;
+  Tensor flat_labels = labels.reshape({-1}).to(at::kLong);
+  return run_head(run_body(in), [this, flat_labels, chunk_tokens](const Tensor& normed) {
+    return cross_entropy_stats(normed.reshape({-1, normed.size(-1)}), head_weight(), flat_labels,
+                               kIgnoreLabel, chunk_tokens);
+  });
+}
+
 std::vector<std::pair<std::string, Linear>> CausalLM::named_linears() {
   std::vector<std::pair<std::string, Linear>> out;
   for (auto& layer : layers_) {

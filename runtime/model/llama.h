@@ -215,6 +215,8 @@ class CausalLM : public torch::nn::Module {
   // logits `chunk_tokens` at a time, so [B * T, vocab] never exists at once.
   Tensor loss(const ForwardInputs& in, const Tensor& labels, int64_t chunk_tokens = 4096);
   static constexpr int64_t kIgnoreLabel = -100;
+  // Evaluation: float32 [2] = {summed cross-entropy, correctly predicted tokens}, no gradients.
+  Tensor eval_stats(const ForwardInputs& in, const Tensor& labels, int64_t chunk_tokens = 4096);
 
   void set_unit_runner(UnitRunner runner);  // null restores the plain one
   const ModelConfig& config() const { return cfg_; }

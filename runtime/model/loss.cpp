@@ -72,4 +72,22 @@ at::Tensor linear_cross_entropy_sum(const at::Tensor& hidden, const at::Tensor& 
                                    std::max<int64_t>(1, chunk_tokens), want_grad);
 }
 
+at::Tensor cross_entropy_stats(const at::Tensor& hidden, const at::Tensor& weight,
+                               const at::Tensor& labels, int64_t ignore_label, int64_t chunk) {
+  at::NoGradGuard no_grad;
+  at::Tensor out = at::zeros({2}, hidden.options().dtype(at::kFloat));
+  chunk = std::max<int64_t>(1, chunk);
+  for (int64_t begin = 0; begin < hidden.size(0); begin += chunk) {
+    const int64_t len = std::min(chunk, hidden.size(0) - begin);
+    at::Tensor logits = at::linear(hidden.narrow(0, begin, len), weight).to(at::kFloat);
+    at::Tensor y = labels.narrow(0, begin, len);
+    at::Tensor valid = y.ne(ignore_label);
+    at::Tensor safe = at::where(valid, y, at::zeros_like(y));
+    at::Tensor nll = logits.logsumexp(-1) - logits.gather(1, safe.unsqueeze(1)).squeeze(1);
+    out[0] += (nll * valid).sum();
+    out[1] += (logits.argmax(-1).eq(safe) & valid).sum().to(at::kFloat);
+  }
+  return out;
+}
+
 }  // namespace ftune::model

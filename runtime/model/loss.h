@@ -16,4 +16,9 @@ at::Tensor linear_cross_entropy_sum(const at::Tensor& hidden, const at::Tensor& 
                                     const at::Tensor& labels, int64_t ignore_label,
                                     int64_t chunk_tokens);
 
+// For evaluation, without gradients: float32 [2] = {summed cross-entropy, tokens whose most
+// likely next token is the label}, over the tokens whose label is not `ignore_label`.
+at::Tensor cross_entropy_stats(const at::Tensor& hidden, const at::Tensor& weight,
+                               const at::Tensor& labels, int64_t ignore_label, int64_t chunk_tokens);
+
 }  // namespace ftune::model

@@ -1,0 +1,139 @@
+#include "runtime/peft/lora.h"
+
+#include <cmath>
+#include <cstdio>
+#include <set>
+
+#include <ATen/CPUGeneratorImpl.h>
+
+#include "common/error.h"
+#include "common/text.h"
+#include "runtime/checkpoint/hf_checkpoint.h"
+#include "runtime/checkpoint/safetensors.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+namespace ftune::peft {
+
+double LoraOptions::scaling() const {
+  return use_rslora ? alpha / std::sqrt(double(r)) : alpha / double(r);
+}
+
+LoraAdapter::LoraAdapter(const model::LinearImpl& base, const LoraOptions& o, at::Generator& gen)
+    : scaling_(o.scaling()), dropout_(o.dropout) {
+  // Adapters stay float32 (the optimizer's dtype) on the base's device; forward casts them to
+  // the compute dtype, so their gradients arrive in float32. A base on the meta device (about to
+  // be sharded) gets CPU adapters.
+  at::Device device = base.weight.is_meta() ? at::Device(at::kCPU) : base.weight.device();
+  const auto opts = at::TensorOptions(at::kFloat).device(device);
+  // nn.Linear's default init (kaiming_uniform with a = sqrt(5)): bound = 1 / sqrt(fan_in).
+  const double bound = 1.0 / std::sqrt(double(base.in_features));
+  at::Tensor a = at::empty({o.r, base.in_features}, at::kFloat).uniform_(-bound, bound, gen);
+  lora_A = register_parameter("lora_A", a.to(device));
+  lora_B = register_parameter("lora_B", at::zeros({base.out_features, o.r}, opts));
+}
+
+at::Tensor LoraAdapter::forward(const at::Tensor& x, const at::Tensor& base_out,
+                                const model::LinearImpl&) {
+  at::Tensor h = dropout_ > 0 && is_training() ? at::dropout(x, dropout_, true) : x;
+  const auto dtype = x.scalar_type();
+  return base_out + at::linear(at::linear(h, lora_A.to(dtype)), lora_B.to(dtype)) * scaling_;
+}
+
+namespace {
+const std::vector<std::string>& all_projections() {
+  static const std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "o_proj",
+                                                 "gate_proj", "up_proj", "down_proj"};
+  return names;
+}
+
+std::string last_part(const std::string& name) { return name.substr(name.rfind('.') + 1); }
+}  // namespace
+
+std::vector<std::string> attach_lora(model::CausalLM& model, const LoraOptions& options,
+                                     uint64_t seed) {
+  if (options.r <= 0) throw Error("lora.r must be positive (got " + std::to_string(options.r) + ")");
+  std::set<std::string> targets(options.target_modules.begin(), options.target_modules.end());
+  if (targets.count("all-linear")) targets = {all_projections().begin(), all_projections().end()};
+  for (const auto& t : targets) {
+    bool known = false;
+    for (const auto& p : all_projections()) known |= p == t;
+    if (!known) {
+      std::string hint = closest_match(t, all_projections());
+      throw Error("lora.target_modules: '" + t + "' is not a module of this model" +
+                  (hint.empty() ? "" : " (did you mean '" + hint + "'?)") +
+                  "; choose among q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj "
+                  "or all-linear");
+    }
+  }
+  for (auto& p : model.parameters()) p.requires_grad_(false);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  std::vector<std::string> attached;
+  for (auto& [name, linear] : model.named_linears()) {
+    if (!targets.count(last_part(name))) continue;
+    auto adapter = std::make_shared<LoraAdapter>(*linear, options, gen);
+    adapter->lora_A.requires_grad_(true);
+    adapter->lora_B.requires_grad_(true);
+    linear->set_adapter(adapter, "lora");
+    attached.push_back(name);
+  }
+  return attached;
+}
+
+std::string peft_key(const std::string& name) {
+  const std::string marker = ".lora.lora_";
+  size_t at = name.find(marker);
+  FTUNE_CHECK(at != std::string::npos, "not a LoRA parameter: " + name);
+  return "base_model.model." + name.substr(0, at) + ".lora_" + name.substr(at + marker.size()) +
+         ".weight";
+}
+
+void load_lora_adapter(model::CausalLM& model, const std::string& dir) {
+  const std::string config_path = dir + "/adapter_config.json";
+  std::ifstream in(config_path);
+  if (!in) throw Error(config_path + ": cannot read (is " + dir + " a PEFT adapter directory?)");
+  nlohmann::json c;
+  try {
+    c = nlohmann::json::parse(in);
+  } catch (const std::exception& e) {
+    throw Error(config_path + ": not valid JSON: " + e.what());
+  }
+  if (c.value("peft_type", "") != "LORA")
+    throw Error(config_path + ": peft_type is '" + c.value("peft_type", "") + "'; only LORA loads");
+  LoraOptions o;
+  o.r = c.value("r", int64_t(8));
+  o.alpha = c.value("lora_alpha", 8.0);
+  o.use_rslora = c.value("use_rslora", false);
+  if (c.contains("target_modules") && c["target_modules"].is_array())
+    o.target_modules = c["target_modules"].get<std::vector<std::string>>();
+  attach_lora(model, o, 0);
+  auto file = st::SafetensorsFile::open(dir + "/adapter_model.safetensors");
+  at::NoGradGuard no_grad;
+  for (const auto& item : model.named_parameters()) {
+    if (item.key().find(".lora.lora_") == std::string::npos) continue;
+    const std::string key = peft_key(item.key());
+    const st::TensorInfo* info = file->find(key);
+    if (info == nullptr) throw Error(file->path() + ": no tensor " + key);
+    at::Tensor src = at::from_blob(const_cast<uint8_t*>(file->data(*info)), info->shape,
+                                   at::TensorOptions(model::to_scalar_type(info->dtype)));
+    if (src.sizes() != item.value().sizes())
+      throw Error(file->path() + ": " + key + " has shape " + c10::str(src.sizes()) +
+                  " but r = " + std::to_string(o.r) + " and the model give " + c10::str(item.value().sizes()));
+    item.value().copy_(src);
+  }
+}
+
+std::string trainable_summary(model::CausalLM& model) {
+  int64_t trainable = 0, all = 0;
+  for (const auto& p : model.parameters()) {
+    all += p.numel();
+    if (p.requires_grad()) trainable += p.numel();
+  }
+  char pct[32];
+  std::snprintf(pct, sizeof pct, "%.4f", all ? 100.0 * double(trainable) / double(all) : 0.0);
+  return "trainable params: " + with_commas(trainable) + " || all params: " + with_commas(all) +
+         " || trainable%: " + pct;
+}
+
+}  // namespace ftune::peft

@@ -1,0 +1,51 @@
+// LoRA (Hu et al. 2021) as PEFT defines it: y = W x + s * B(A(dropout(x))), s = alpha / r
+// (rsLoRA: alpha / sqrt(r)); A [r, in] Kaiming-uniform as nn.Linear initialises it, B [out, r]
+// zero, so training starts from the base model. Only the adapters train.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "runtime/model/llama.h"
+
+namespace ftune::peft {
+
+struct LoraOptions {
+  int64_t r = 16;
+  double alpha = 32;
+  double dropout = 0.0;
+  bool use_rslora = false;
+  // HF module names' last part (q_proj, ..., down_proj), or {"all-linear"}: the seven projections.
+  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj"};
+  double scaling() const;
+};
+
+class LoraAdapter : public model::LinearAdapter {
+ public:
+  LoraAdapter(const model::LinearImpl& base, const LoraOptions& options, at::Generator& gen);
+  at::Tensor forward(const at::Tensor& x, const at::Tensor& base_out,
+                     const model::LinearImpl& base) override;
+  at::Tensor lora_A, lora_B;  // [r, in], [out, r]
+
+ private:
+  double scaling_, dropout_;
+};
+
+// Freezes every model parameter, then attaches a LoRA adapter (named "lora", so parameters are
+// `<linear>.lora.lora_A`) to each targeted projection. Returns the targeted module names;
+// throws ftune::Error when a target matches no module, naming the model's module names.
+std::vector<std::string> attach_lora(model::CausalLM& model, const LoraOptions& options,
+                                     uint64_t seed);
+
+// PEFT's key for one of our adapter parameters: "model.layers.0.self_attn.q_proj.lora.lora_A"
+// -> "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight".
+std::string peft_key(const std::string& ftune_name);
+
+// Attaches the adapter in a PEFT LoRA directory (adapter_config.json + adapter_model.safetensors)
+// to model and loads its weights. Throws ftune::Error naming the file and what is wrong.
+void load_lora_adapter(model::CausalLM& model, const std::string& dir);
+
+// "trainable params: 1,234 || all params: 5,678 || trainable%: 21.7326", as PEFT prints it.
+std::string trainable_summary(model::CausalLM& model);
+
+}  // namespace ftune::peft

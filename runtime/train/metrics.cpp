@@ -1,0 +1,27 @@
+#include "runtime/train/metrics.h"
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+
+namespace ftune::train {
+
+MetricsLog::MetricsLog(const std::string& path) {
+  if (path.empty()) return;
+  file_ = std::fopen(path.c_str(), "a");
+  if (file_ == nullptr) throw Error("cannot open " + path + " for writing");
+}
+
+MetricsLog::~MetricsLog() {
+  if (file_ != nullptr) std::fclose(file_);
+}
+
+void MetricsLog::write(int64_t step, const std::map<std::string, double>& values) {
+  if (file_ == nullptr) return;
+  nlohmann::json j = {{"step", step}};
+  for (const auto& [k, v] : values) j[k] = v;
+  std::fprintf(file_, "%s\n", j.dump().c_str());
+  std::fflush(file_);  // a killed run keeps every line written so far
+}
+
+}  // namespace ftune::train

@@ -1,0 +1,126 @@
+// `ftune train`: one config struct per component, composed into TrainConfig. Torch-free, so the
+// launcher registers flags and TOML keys without LibTorch; the loop lives in trainer.cpp,
+// behind the dlopen boundary (runtime/torch_api.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/reader/reader_config.h"
+
+namespace ftune::train {
+
+struct ModelSection {
+  std::string path;              // HF model directory
+  std::string dtype = "float32";  // compute dtype: float32 | bfloat16
+  std::string device = "cpu";
+
+  template <class F>
+  void fields(F&& f) {
+    f("path", path, "Hugging Face model directory to fine-tune (config.json + safetensors)");
+    f("dtype", dtype, "compute dtype: float32 or bfloat16 (masters and optimizer stay float32)");
+    f("device", device, "cpu or cuda (one GPU per rank, by local rank)");
+  }
+};
+
+struct MethodSection {
+  std::string name = "full";  // full | lora
+  std::string shard = "auto";  // auto | sharded | replicated (the frozen base, LoRA)
+  template <class F>
+  void fields(F&& f) {
+    f("name", name, "full (all weights, sharded FSDP-style) or lora (adapters on a frozen base)");
+    f("shard", shard, "lora's frozen base: replicated on every rank, sharded, or auto (replicated)");
+  }
+};
+
+struct LoraSection {
+  int64_t r = 16;
+  double alpha = 32;
+  double dropout = 0.0;
+  bool use_rslora = false;
+  std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj"};
+  template <class F>
+  void fields(F&& f) {
+    f("r", r, "LoRA rank");
+    f("alpha", alpha, "LoRA alpha; the update is scaled by alpha / r (rsLoRA: alpha / sqrt(r))");
+    f("dropout", dropout, "dropout on the adapter's input during training");
+    f("use_rslora", use_rslora, "scale by alpha / sqrt(r) (rank-stabilised LoRA)");
+    f("target_modules", target_modules, "projections that get adapters (q_proj ... down_proj, or all-linear)");
+  }
+};
+
+struct LoopSection {
+  std::string out = "runs/train";
+  int64_t steps = 100;
+  int64_t micro_batch = 0;  // [sequences per rank per forward]; 0 = the rank's whole share
+  int64_t seed = 0;
+  std::string activation_checkpointing = "on";  // on | off
+  double grad_clip = 1.0;
+  int64_t eval_every = 0;  // [steps]; 0 = only at the end
+  int64_t log_every = 1;   // [steps]
+  int64_t max_skipped_steps = 10;
+  int64_t loss_chunk = 4096;  // [tokens] per logits chunk
+  template <class F>
+  void fields(F&& f) {
+    f("out", out, "run directory: config.toml, metrics.jsonl, final/ (the export)");
+    f("steps", steps, "optimizer steps");
+    f("micro_batch", micro_batch, "sequences per rank per forward pass (gradient accumulation "
+                                  "over the rank's share of the global batch); 0 = all at once");
+    f("seed", seed, "seed of adapter initialisation");
+    f("activation_checkpointing", activation_checkpointing, "on: recompute every unit in backward; off: keep activations");
+    f("grad_clip", grad_clip, "clip the global gradient norm to this (0 = off)");
+    f("eval_every", eval_every, "validation every N steps (0: only at the end)");
+    f("log_every", log_every, "progress line and metrics every N steps");
+    f("max_skipped_steps", max_skipped_steps, "stop after this many steps with a non-finite loss or gradient");
+    f("loss_chunk", loss_chunk, "tokens per chunk of logits in the loss");
+  }
+};
+
+struct OptimSection {
+  std::string name = "adamw";  // adamw | sgd
+  double lr = 2e-5, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0, momentum = 0.9;
+  template <class F>
+  void fields(F&& f) {
+    f("name", name, "adamw or sgd");
+    f("lr", lr, "peak learning rate");
+    f("beta1", beta1, "AdamW beta1");
+    f("beta2", beta2, "AdamW beta2");
+    f("eps", eps, "AdamW epsilon");
+    f("weight_decay", weight_decay, "decoupled weight decay (not on norms, biases, embeddings)");
+    f("momentum", momentum, "SGD momentum");
+  }
+};
+
+struct ScheduleSection {
+  std::string decay = "cosine";  // cosine | linear | constant
+  int64_t warmup_steps = 0;
+  double min_lr_ratio = 0.0;
+  template <class F>
+  void fields(F&& f) {
+    f("decay", decay, "after warm-up: cosine, linear or constant");
+    f("warmup_steps", warmup_steps, "linear warm-up from 0 over this many steps");
+    f("min_lr_ratio", min_lr_ratio, "the decay ends at lr * min_lr_ratio");
+  }
+};
+
+struct TrainConfig {
+  ModelSection model;
+  MethodSection method;
+  LoraSection lora;
+  data::ReaderConfig data;
+  LoopSection train;
+  OptimSection optim;
+  ScheduleSection schedule;
+  std::string resolved_toml;  // the whole config as run (written to OUT/config.toml); not a key
+};
+
+// The learning rate of step `step` (0-based) out of `steps`.
+double learning_rate(const OptimSection& optim, const ScheduleSection& schedule, int64_t step,
+                     int64_t steps);
+
+// Rules within and across sections that need no files (choices, positive sizes, batch
+// divisibility by world_size); throws ftune::Error naming the key and what to change.
+void validate(const TrainConfig& cfg, int world_size);
+
+}  // namespace ftune::train

@@ -1,0 +1,36 @@
+"""Reference logits for ftune train's exports, from transformers and PEFT (float32, CPU).
+
+  full MODEL_DIR IDS OUT        logits of the exported Hugging Face model
+  lora BASE_DIR ADAPTER IDS OUT logits of the base with the PEFT adapter loaded by PEFT
+IDS is a safetensors file with "ids" [B, T]; OUT gets "logits".
+"""
+import sys
+
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+
+transformers.logging.set_verbosity_error()
+
+
+def main():
+    torch.set_num_threads(1)
+    cmd = sys.argv[1]
+    if cmd == "full":
+        model_dir, ids_path, out = sys.argv[2:5]
+        model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    elif cmd == "lora":
+        from peft import PeftModel
+        base, adapter, ids_path, out = sys.argv[2:6]
+        model = transformers.AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+        model = PeftModel.from_pretrained(model, adapter)
+    else:
+        raise SystemExit(f"unknown command {cmd}")
+    model.eval()
+    ids = load_file(ids_path)["ids"]
+    with torch.no_grad():
+        save_file({"logits": model(input_ids=ids).logits.contiguous()}, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+// `ftune train` end to end on CPU: a tiny model and a generated corpus, `ftune data tokenize`,
+// then `mpirun -np 2 ftune train` for full fine-tuning and for LoRA. The validation loss must
+// fall; transformers loads the full export and PEFT the adapter, and their logits equal ftune's.
+#include <gtest/gtest.h>
+
+#include <ATen/Parallel.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <random>
+#include <sstream>
+
+#include "runtime/checkpoint/hf_checkpoint.h"
+#include "runtime/peft/lora.h"
+#include "tests/runtime/model_test_util.h"
+#include "tests/support/test_support.h"
+
+namespace ftune::test {
+namespace {
+
+using model::testing::max_abs_diff;
+using model::testing::read_tensor;
+
+// Sentences over a small vocabulary of words: learnable, so the loss can fall in 40 steps.
+void write_corpus(const std::string& path) {
+  const std::vector<std::string> words = {"the", "quick", "brown", "fox", "jumps", "over", "a",
+                                          "lazy", "dog", "while", "cats", "sleep", "in", "sun"};
+  std::mt19937 rng(3);
+  std::ofstream out(path);
+  for (int d = 0; d < 400; ++d) {
+    std::string text;
+    for (int w = 0, n = 5 + int(rng() % 25); w < n; ++w) text += (w ? " " : "") + words[rng() % words.size()];
+    out << nlohmann::json{{"text", text}}.dump() << "\n";
+  }
+}
+
+std::vector<nlohmann::json> read_metrics(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<nlohmann::json> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+class TrainE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    at::set_num_threads(1);
+    auto r = run_ftune("model init --model.preset tiny-llama3 --model.tokenizer byte --out " +
+                       shell_quote(tmp_.file("base")));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    write_corpus(tmp_.file("corpus.jsonl"));
+    r = run_ftune("data tokenize --inputs " + shell_quote(tmp_.file("corpus.jsonl")) + " --output " +
+                  shell_quote(tmp_.file("shards")) + " --tokenizer " + shell_quote(tmp_.file("base")));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+  }
+
+  // Runs 2 ranks; returns the run directory.
+  std::string train(const std::string& method, const std::string& extra) {
+    const std::string out = tmp_.file("run-" + method);
+    std::string cmd = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 "
+                      "mpirun --oversubscribe --bind-to none -np 2 " + shell_quote(ftune_binary()) +
+                      " train --model.path " + shell_quote(tmp_.file("base")) + " --data.shards " +
+                      shell_quote(tmp_.file("shards")) + " --data.seq_len 64 --data.global_batch 8 "
+                      "--data.val_fraction 0.1 --train.steps 40 --train.micro_batch 2 "
+                      "--method.name " + method + " --train.out " + shell_quote(out) + " " + extra;
+    auto r = run_shell(cmd);
+    EXPECT_EQ(r.exit_code, 0) << cmd << "\n" << r.output;
+    EXPECT_NE(r.output.find("[comm] rank 1/2"), std::string::npos) << r.output;
+    return out;
+  }
+
+  // The first and last validation losses of a run.
+  std::pair<double, double> val_losses(const std::string& out) {
+    double first = -1, last = -1;
+    for (const auto& j : read_metrics(out + "/metrics.jsonl")) {
+      if (!j.contains("val_loss")) continue;
+      if (first < 0) first = j["val_loss"].get<double>();
+      last = j["val_loss"].get<double>();
+      EXPECT_NEAR(j["val_ppl"].get<double>(), std::exp(last), 1e-6 * std::exp(last));
+    }
+    return {first, last};
+  }
+
+  at::Tensor ids() {
+    at::manual_seed(11);
+    return at::randint(3, 258, {2, 20}, at::kLong);
+  }
+
+  void write_ids(const std::string& path) {
+    at::Tensor t = ids();
+    st::write_file(path, {{"ids", st::DType::I64, {2, 20}, t.data_ptr()}});
+  }
+
+  TempDir tmp_;
+};
+
+TEST_F(TrainE2E, FullFineTuneLearnsAndTransformersLoadsTheExport) {
+  const std::string out = train("full", "--optim.lr 3e-3");
+  auto [first, last] = val_losses(out);
+  std::printf("[train] full: val_loss %.4f -> %.4f\n", first, last);
+  EXPECT_LT(last, 0.7 * first);
+  EXPECT_TRUE(std::filesystem::exists(out + "/config.toml"));
+  write_ids(tmp_.file("ids.safetensors"));
+  auto r = run_oracle("train_oracle.py", "full " + shell_quote(out + "/final") + " " +
+                                             shell_quote(tmp_.file("ids.safetensors")) + " " +
+                                             shell_quote(tmp_.file("hf.safetensors")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto m = model::load_model(out + "/final", at::TensorOptions(at::kFloat));
+  at::NoGradGuard no_grad;
+  double diff = max_abs_diff(m->forward(ids()), read_tensor(tmp_.file("hf.safetensors"), "logits"));
+  std::printf("[train] full export: max |logit diff| vs transformers %.3g\n", diff);
+  EXPECT_LT(diff, 1e-4);
+}
+
+TEST_F(TrainE2E, LoraLearnsAndPeftLoadsTheAdapter) {
+  const std::string out = train("lora", "--optim.lr 1e-2 --lora.r 8 --lora.target_modules all-linear");
+  auto [first, last] = val_losses(out);
+  std::printf("[train] lora: val_loss %.4f -> %.4f\n", first, last);
+  EXPECT_LT(last, first - 0.2);
+  write_ids(tmp_.file("ids.safetensors"));
+  auto r = run_oracle("train_oracle.py", "lora " + shell_quote(tmp_.file("base")) + " " +
+                                             shell_quote(out + "/final") + " " +
+                                             shell_quote(tmp_.file("ids.safetensors")) + " " +
+                                             shell_quote(tmp_.file("peft.safetensors")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto m = model::load_model(tmp_.file("base"), at::TensorOptions(at::kFloat));
+  at::NoGradGuard no_grad;
+  at::Tensor before = m->forward(ids());
+  peft::load_lora_adapter(*m, out + "/final");
+  at::Tensor ours = m->forward(ids());
+  at::Tensor peft_logits = read_tensor(tmp_.file("peft.safetensors"), "logits");
+  EXPECT_GT(max_abs_diff(before, peft_logits), 1e-2);  // the adapter changed something
+  double diff = max_abs_diff(ours, peft_logits);
+  std::printf("[train] lora adapter: max |logit diff| vs PEFT %.3g\n", diff);
+  EXPECT_LT(diff, 1e-4);
+}
+
+TEST_F(TrainE2E, BadSettingsAreNamedBeforeAnyWork) {
+  auto r = run_ftune("train --model.path " + shell_quote(tmp_.file("base")) + " --data.shards " +
+                     shell_quote(tmp_.file("shards")) + " --method.name qlora");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("method.name = 'qlora' is not one of: full, lora"), std::string::npos) << r.output;
+  r = run_ftune("train --model.path " + shell_quote(tmp_.file("base")) + " --data.shards " +
+                shell_quote(tmp_.file("shards")) + " --data.global_batch 8 --train.micro_batch 3");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("train.micro_batch = 3 must divide"), std::string::npos) << r.output;
+  r = run_ftune("train --model.path " + shell_quote(tmp_.file("base")) + " --data.shards " +
+                shell_quote(tmp_.file("shards")) + " --method.name lora --lora.target_modules q_prj");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("did you mean 'q_proj'"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace ftune::test
