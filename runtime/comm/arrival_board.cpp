@@ -122,8 +122,9 @@ ArrivalBoard::~ArrivalBoard() {
   if (win_ != MPI_WIN_NULL && !finalized && std::uncaught_exceptions() == 0) MPI_Win_free(&win_);
 }
 
-void ArrivalBoard::enter(uint64_t seq) {
-  mine_->entered.store(seq, std::memory_order_relaxed);
+void ArrivalBoard::enter(uint64_t seq, uint64_t signature) {
+  mine_->signature.store(signature, std::memory_order_relaxed);
+  mine_->entered.store(seq, std::memory_order_release);  // publishes the signature
   mine_->active_ns.store(monotonic_ns(), std::memory_order_relaxed);
 }
 
@@ -140,26 +141,39 @@ bool ArrivalBoard::claim_report() { return header_->reporter.exchange(1) == 0; }
 
 MissingReport ArrivalBoard::missing(uint64_t seq) const {
   std::string absent, stuck;
+  std::vector<int> finished;  // done with #seq while this rank still waits on it
+  MissingReport r;
   for (int i = 0; i < local_size_; ++i) {
     const Slot& s = slots_[i];
-    uint64_t entered = s.entered.load(std::memory_order_relaxed);
+    uint64_t entered = s.entered.load(std::memory_order_acquire);
+    uint64_t sig = s.signature.load(std::memory_order_relaxed);
+    if (&s != mine_ && s.entered.load(std::memory_order_acquire) == entered) {
+      r.peers.push_back({s.world_rank, entered, sig});
+    }
     uint64_t completed = s.completed.load(std::memory_order_relaxed);
     std::string state = process_state(s.pid);
     std::string who = "rank " + std::to_string(s.world_rank) + " (";
     if (entered < seq) {
       absent += (absent.empty() ? "" : ", ") + who + "last entered #" + std::to_string(entered) +
                 ", " + state + ", " + seconds_ago(s.active_ns.load()) + ")";
+    } else if (completed >= seq && &s != mine_) {
+      finished.push_back(s.world_rank);
     } else if (completed < seq && looks_dead(state)) {
       stuck += (stuck.empty() ? "" : ", ") + who + state + ", " +
                seconds_ago(s.active_ns.load()) + ")";
     }
   }
-  MissingReport r;
   r.culprit_here = !absent.empty() || !stuck.empty();
   r.others_remote = !remote_.empty();
   if (!absent.empty()) r.text = "not arrived: " + absent;
   if (!stuck.empty()) r.text += (r.text.empty() ? "" : "; ") + std::string("arrived, then ") + stuck;
-  if (!r.culprit_here) r.text = "every rank on " + host_ + " arrived";
+  if (absent.empty() && stuck.empty()) r.text = "every rank on " + host_ + " arrived";
+  if (!finished.empty()) {
+    // A healthy collective rarely lets peers finish this long before this rank: most often
+    // the ranks called different collectives and MPI matched them wrongly.
+    r.text += "; ranks " + rank_list(finished) + " finished #" + std::to_string(seq) +
+              " without this rank (different collectives on different ranks?)";
+  }
   if (!remote_.empty()) {
     r.text += "; ranks " + rank_list(remote_) + " are on other nodes (not visible from " + host_ + ")";
   }

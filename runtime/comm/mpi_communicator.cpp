@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <iterator>
 #include <thread>
 
 namespace ftune::comm {
@@ -99,6 +100,32 @@ double phase_timeout(const Timeouts& t, Phase phase) {
   return t.step_s;
 }
 
+namespace {
+const char* const kOps[] = {"?", "all_reduce", "reduce_scatter", "all_gather", "broadcast",
+                            "barrier", "nccl_init"};
+}  // namespace
+
+// [8 bits op][4 bits reduce + 1][4 bits dtype][48 bits count]
+uint64_t CollectiveInfo::signature() const {
+  uint64_t code = 0;
+  for (uint64_t i = 1; i < std::size(kOps); ++i) {
+    if (std::strcmp(op, kOps[i]) == 0) code = i;
+  }
+  return code << 56 | static_cast<uint64_t>(reduce + 1) << 52 |
+         static_cast<uint64_t>(dtype) << 48 | (count & 0xFFFFFFFFFFFFull);
+}
+
+std::string CollectiveInfo::describe_signature(uint64_t sig) {
+  uint64_t code = sig >> 56;
+  CollectiveInfo info;
+  info.op = code < std::size(kOps) ? kOps[code] : "?";
+  info.reduce = static_cast<int>((sig >> 52) & 0xF) - 1;
+  info.dtype = static_cast<DType>((sig >> 48) & 0xF);
+  info.count = sig & 0xFFFFFFFFFFFFull;
+  std::string d = info.describe("");
+  return d.substr(0, d.find(" #"));
+}
+
 std::string CollectiveInfo::describe(const std::string& label) const {
   std::string s = op;
   if (reduce >= 0) s += std::string("(") + reduce_op_name(static_cast<ReduceOp>(reduce)) + ")";
@@ -175,7 +202,8 @@ CollectiveInfo MpiCommunicator::begin(const char* op, DType dtype, size_t count,
   info.start_ns = monotonic_ns();
   info.timeout_s = phase_timeout(timeouts_, phase_);
   info.phase = phase_name(phase_);
-  board_->enter(info.seq);
+  history_[info.seq % kHistory] = info.signature();
+  board_->enter(info.seq, history_[info.seq % kHistory]);
   return info;
 }
 
@@ -354,6 +382,11 @@ void MpiCommunicator::abort(const std::string& why) {
 
 void MpiCommunicator::timed_out(const CollectiveInfo& info) {
   MissingReport rep = board_->missing(info.seq);
+  std::string odd = mismatches(rep);
+  if (!odd.empty()) {
+    rep.text = odd + "; " + rep.text;
+    rep.culprit_here = true;
+  }
   // A rank that sees no culprit on its node waits a little, so that the node holding the
   // culprit (whose ranks time out too) prints the line that names it.
   if (!rep.culprit_here && rep.others_remote) {
@@ -370,6 +403,21 @@ void MpiCommunicator::timed_out(const CollectiveInfo& info) {
                 " s (" + info.phase + " phase timeout) on " + process_identity() + "; " +
                 rep.text + "; aborting the job",
             1);
+}
+
+// Peers whose last collective has a number this rank also used, but another signature.
+std::string MpiCommunicator::mismatches(const MissingReport& rep) const {
+  std::string out;
+  for (const auto& p : rep.peers) {
+    if (p.entered == 0 || p.entered > seq_ || p.entered + kHistory <= seq_) continue;
+    uint64_t mine = history_[p.entered % kHistory];
+    if (p.signature == mine) continue;
+    out += (out.empty() ? "" : "; ") + std::string("mismatched collectives: rank ") +
+           std::to_string(p.world_rank) + " called #" + std::to_string(p.entered) + " as " +
+           CollectiveInfo::describe_signature(p.signature) + ", this rank as " +
+           CollectiveInfo::describe_signature(mine);
+  }
+  return out;
 }
 
 void MpiCommunicator::failed(const CollectiveInfo& info, int mpi_code) {

@@ -36,6 +36,8 @@ struct CollectiveInfo {
   double timeout_s = 0;
   const char* phase = "";
   std::string describe(const std::string& label) const;  // "all_reduce(sum) bf16 x1024 #17 on world"
+  uint64_t signature() const;  // op, reduce op, dtype and count in 64 bits, for the board
+  static std::string describe_signature(uint64_t signature);  // "all_gather f32 x10"
 };
 
 class MpiCommunicator final : public Communicator {
@@ -79,6 +81,7 @@ class MpiCommunicator final : public Communicator {
  private:
   std::unique_ptr<Work> start(CollectiveInfo info, std::vector<MPI_Request> reqs,
                               std::function<void()> finish);
+  std::string mismatches(const MissingReport& rep) const;
   template <typename Issue>
   std::vector<MPI_Request> chunked(size_t count, const CollectiveInfo& info, Issue issue);
 
@@ -90,6 +93,8 @@ class MpiCommunicator final : public Communicator {
   int size_ = 1;
   uint64_t seq_ = 0;
   size_t max_chunk_ = INT_MAX;
+  static constexpr size_t kHistory = 64;  // [collectives] whose signatures this rank keeps
+  uint64_t history_[kHistory] = {};       // signature of #seq at seq % kHistory
   std::unique_ptr<ArrivalBoard> board_;
 };
 

@@ -232,6 +232,10 @@ void run_fault(Communicator& c, const std::string& mode, const Args& a) {
         raise(SIGSTOP);
         w->wait();
       }
+      if (mode == "fault-mismatch") {  // a different collective as #12
+        std::vector<float> all(g.size() * c.size());
+        c.all_gather(g.data(), all.data(), g.size(), DType::f32);
+      }
       if (mode == "fault-kill") raise(SIGKILL);
       if (mode == "fault-stop") raise(SIGSTOP);
       if (mode == "fault-throw") throw Error("injected fault before collective #12");

@@ -203,6 +203,23 @@ TEST(CommMpiFault, OnTwoNodesTheCulpritsNodeNamesIt) {
   EXPECT_TRUE(f.leftover.empty()) << f.leftover.size() << " ranks outlived the job";
 }
 
+TEST(CommMpiFault, MismatchedCollectivesAreCalledSo) {
+  // Rank 2 calls all_gather where the others call all_reduce.
+  FaultRun f = run_fault("fault-mismatch");
+  EXPECT_NE(f.result.exit_code, 0) << f.result.output;
+  EXPECT_LT(f.seconds, 12.0) << f.result.output;
+  EXPECT_EQ(count_of(f.result.output, "[comm] timeout:"), 1u) << f.result.output;
+  bool named = f.result.output.find("mismatched collectives: rank 2 called #12 as all_gather f32 x1024, "
+                                   "this rank as all_reduce(avg) f32 x1024") != std::string::npos ||
+               f.result.output.find("mismatched collectives: rank 0 called #12 as all_reduce(avg) f32 x1024, "
+                                   "this rank as all_gather f32 x1024") != std::string::npos ||
+               // reported by rank 2 after the others' all_reduce matched its all_gather
+               f.result.output.find("ranks 0-1 finished #12 without this rank (different "
+                                    "collectives on different ranks?)") != std::string::npos;
+  EXPECT_TRUE(named) << f.result.output;
+  EXPECT_TRUE(f.leftover.empty()) << f.leftover.size() << " ranks outlived the job";
+}
+
 TEST(CommMpiFault, AKilledRankEndsTheJobThroughMpirun) {
   // mpirun itself takes the job down as soon as a rank dies, before any timeout.
   FaultRun f = run_fault("fault-kill");
