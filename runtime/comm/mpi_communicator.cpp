@@ -469,23 +469,29 @@ bool MpiWork::done() {
 }
 
 void MpiWork::wait() {
-  // Spin briefly (most collectives finish in microseconds), then sleep with a growing backoff
-  // capped at 1 ms, so that oversubscribed ranks leave the cores to the peers they wait for.
+  // Nonblocking collectives advance only inside MPI calls, so polling fast matters: spin for
+  // the first 200 us (most collectives end there), then yield the core between polls until
+  // 20 ms (oversubscribed ranks let their peers run), then sleep with a backoff capped at
+  // 1 ms (a long wait costs no CPU, and 1 ms is nothing next to any timeout).
+  int64_t start = monotonic_ns();
   int64_t deadline = info_.start_ns + static_cast<int64_t>(info_.timeout_s * 1e9);
   int64_t sleep_us = 0;
-  for (int polls = 0; !finished_; ++polls) {
+  while (!finished_) {
     if (test()) {
       complete();
       return;
     }
+    int64_t now = monotonic_ns();
+    if (now > deadline) comm_->timed_out(info_);
     comm_->alive();
-    if (monotonic_ns() > deadline) comm_->timed_out(info_);
-    if (polls < 64) {
+    int64_t waited_us = (now - start) / 1000;
+    if (waited_us < 200) continue;
+    if (waited_us < 20000) {
       std::this_thread::yield();
-    } else {
-      sleep_us = std::min<int64_t>(1000, sleep_us == 0 ? 10 : sleep_us * 2);
-      std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+      continue;
     }
+    sleep_us = std::min<int64_t>(1000, sleep_us == 0 ? 50 : sleep_us * 2);
+    std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
   }
 }
 

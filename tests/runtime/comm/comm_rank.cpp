@@ -3,7 +3,7 @@
 // modes: ops (every collective x dtype x op against comm_reference.h), split, async, placement,
 // fault-kill, fault-stop, fault-throw (the last rank fails before collective #12 of a loop),
 // fault-stop-inside (stops after entering #12), slow-start (the last rank starts late),
-// mpi-error, nccl-lib (which libnccl.so.2 the nccl backend loads; --preload a library first).
+// mpi-error, latency (ours vs raw MPI), nccl-lib (which libnccl.so.2 the nccl backend loads; --preload a library first).
 // Prints "OK <mode> ..." on rank 0 when every check passed; a failed check throws, and
 // run_or_abort ends the job with exit code 1 and the message.
 #include "common/error.h"
@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -215,6 +216,33 @@ void run_async(Communicator& c) {
   }
 }
 
+// Cost of the communicator over raw MPI: small blocking all-reduces, ours vs MPI_Allreduce on
+// a communicator of its own.
+void run_latency(Communicator& c) {
+  auto* mpi = dynamic_cast<comm::MpiCommunicator*>(&c);
+  if (mpi == nullptr) throw Error("latency needs backend mpi");
+  MPI_Comm raw;
+  MPI_Comm_dup(MPI_COMM_WORLD, &raw);
+  const int n = 20000;
+  for (size_t count : {size_t{1}, size_t{1} << 18}) {
+    std::vector<float> x(count, 1.0f);
+    auto time = [&](auto&& op) {
+      for (int i = 0; i < 200; ++i) op();
+      MPI_Barrier(raw);
+      auto t0 = std::chrono::steady_clock::now();
+      int iters = count == 1 ? n : 200;
+      for (int i = 0; i < iters; ++i) op();
+      return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / iters;
+    };
+    double ours = time([&] { c.all_reduce(x.data(), x.data(), count, DType::f32, ReduceOp::sum); });
+    double theirs = time([&] { MPI_Allreduce(MPI_IN_PLACE, x.data(), static_cast<int>(count), MPI_FLOAT, MPI_SUM, raw); });
+    if (c.rank() == 0) {
+      std::printf("all_reduce f32 x%zu: ftune mpi %.2f us, MPI_Allreduce %.2f us\n", count, ours, theirs);
+    }
+  }
+  MPI_Comm_free(&raw);
+}
+
 void write_pid(const std::string& dir, int rank) {
   if (dir.empty()) return;
   std::ofstream(dir + "/pid." + std::to_string(rank)) << getpid() << "\n";
@@ -298,6 +326,7 @@ int run(int argc, char** argv) {
   else if (a.mode == "split") run_split(*c);
   else if (a.mode == "async") run_async(*c);
   else if (a.mode == "placement") comm::print_placement(world, *c);
+  else if (a.mode == "latency") run_latency(*c);
   else if (a.mode.rfind("fault-", 0) == 0) run_fault(*c, a.mode, a);
   else if (a.mode == "slow-start") write_pid(a.pid_dir, world.rank);
   else throw Error("comm_rank: unknown mode " + a.mode);
