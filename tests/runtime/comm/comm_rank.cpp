@@ -3,7 +3,7 @@
 // modes: ops (every collective x dtype x op against comm_reference.h), split, async, placement,
 // fault-kill, fault-stop, fault-throw (the last rank fails before collective #12 of a loop),
 // fault-stop-inside (stops after entering #12), slow-start (the last rank starts late),
-// mpi-error, latency (ours vs raw MPI), nccl-lib (which libnccl.so.2 the nccl backend loads; --preload a library first).
+// phases (save vs step timeout), mpi-error, latency (ours vs raw MPI), nccl-lib (which libnccl.so.2 the nccl backend loads; --preload a library first).
 // Prints "OK <mode> ..." on rank 0 when every check passed; a failed check throws, and
 // run_or_abort ends the job with exit code 1 and the message.
 #include "common/error.h"
@@ -23,6 +23,7 @@
 #include <fstream>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace ftune::test {
@@ -243,6 +244,24 @@ void run_latency(Communicator& c) {
   MPI_Comm_free(&raw);
 }
 
+// Phase timeouts: a rank 1.7x the step timeout late is fine while saving (save timeout 10x),
+// and ends the job in the step phase.
+void run_phases(Communicator& c, double step_s) {
+  std::vector<float> g(16, 1.0f);
+  auto late_all_reduce = [&] {
+    if (c.rank() == c.size() - 1) std::this_thread::sleep_for(std::chrono::duration<double>(1.7 * step_s));
+    c.all_reduce(g.data(), g.data(), g.size(), DType::f32, ReduceOp::sum);
+  };
+  c.set_phase(comm::Phase::save);
+  late_all_reduce();
+  if (c.rank() == 0) {
+    std::printf("OK save phase waited\n");
+    std::fflush(stdout);
+  }
+  c.set_phase(comm::Phase::step);
+  late_all_reduce();
+}
+
 void write_pid(const std::string& dir, int rank) {
   if (dir.empty()) return;
   std::ofstream(dir + "/pid." + std::to_string(rank)) << getpid() << "\n";
@@ -315,6 +334,7 @@ int run(int argc, char** argv) {
   comm::Timeouts t;
   t.step_s = a.timeout;
   t.startup_s = a.timeout;
+  t.save_s = 10 * a.timeout;
   auto c = comm::make_communicator(a.backend, world, t);
   if (a.chunk > 0) {
     auto* mpi = dynamic_cast<comm::MpiCommunicator*>(c.get());
@@ -327,6 +347,7 @@ int run(int argc, char** argv) {
   else if (a.mode == "async") run_async(*c);
   else if (a.mode == "placement") comm::print_placement(world, *c);
   else if (a.mode == "latency") run_latency(*c);
+  else if (a.mode == "phases") run_phases(*c, a.timeout);
   else if (a.mode.rfind("fault-", 0) == 0) run_fault(*c, a.mode, a);
   else if (a.mode == "slow-start") write_pid(a.pid_dir, world.rank);
   else throw Error("comm_rank: unknown mode " + a.mode);

@@ -220,6 +220,29 @@ TEST(CommMpiFault, MismatchedCollectivesAreCalledSo) {
   EXPECT_TRUE(f.leftover.empty()) << f.leftover.size() << " ranks outlived the job";
 }
 
+TEST(CommMpiFault, EachPhaseHasItsOwnTimeout) {
+  // Step timeout 1.5 s, save timeout 15 s; the last rank comes 2.55 s late twice.
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = run_shell(mpirun(3, "phases mpi --timeout 1.5"));
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("OK save phase waited"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(step phase timeout)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("not arrived: rank 2 (last entered #1, running"), std::string::npos) << r.output;
+  EXPECT_LT(s, 10.0) << r.output;
+}
+
+TEST(CommMpiFault, NcclWithoutAGpuEndsTheJobWithTheReason) {
+  auto probe = run_shell("nvidia-smi -L 2>/dev/null | grep -c '^GPU'");
+  if (std::atoi(probe.output.c_str()) > 0) GTEST_SKIP() << "this machine has a GPU";
+  auto r = run_shell(mpirun(2, "ops nccl"));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  bool why = r.output.find("backend nccl needs a CUDA device") != std::string::npos ||
+             r.output.find("backend nccl is not in this build") != std::string::npos;
+  EXPECT_TRUE(why) << r.output;
+  EXPECT_NE(r.output.find("[rank "), std::string::npos) << r.output;
+}
+
 TEST(CommMpiFault, AKilledRankEndsTheJobThroughMpirun) {
   // mpirun itself takes the job down as soon as a rank dies, before any timeout.
   FaultRun f = run_fault("fault-kill");
