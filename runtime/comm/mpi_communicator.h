@@ -9,7 +9,11 @@
 // - Counts above max_chunk() (INT_MAX, MPI's int counts) go out as several calls in one Work.
 // - Work::wait() polls MPI_Testall with a short backoff until the phase's timeout; then one
 //   line names the collective and the ranks that did not arrive (ArrivalBoard) and the job
-//   ends with MPI_Abort. Timeouts count from when the collective was issued.
+//   ends with MPI_Abort. Timeouts count from when the collective was issued. Only one line
+//   per node is printed (the board's first claimant); a rank whose node shows no culprit
+//   waits min(2 s, timeout/4) first, so that the node that can see the culprit reports it.
+// - A program that calls different collectives under the same number is told so: the board
+//   keeps each rank's signature (op, dtype, count) of the collective it entered.
 #pragma once
 
 #include "runtime/comm/arrival_board.h"
