@@ -231,6 +231,11 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(const void* send, void* 
                                                         size_t count, DType dtype,
                                                         ReduceOp op) {
   check_reduce_args(dtype, op, "all_reduce");
+  size_t bytes = count * dtype_size(dtype);
+  if (send != recv && count > 0 && overlaps(send, bytes, recv, bytes)) {
+    throw Error("[comm] all_reduce: send and recv overlap without being the same buffer (" +
+                process_identity() + "): pass the same pointer for in place, or separate buffers");
+  }
   CollectiveInfo info = begin("all_reduce", dtype, count, static_cast<int>(op));
   MPI_Datatype type = wire_type(dtype, true);
   MPI_Op mop = mpi_op(op);
@@ -432,7 +437,9 @@ MpiWork::MpiWork(MpiCommunicator* comm, CollectiveInfo info, std::vector<MPI_Req
     : comm_(comm), info_(std::move(info)), reqs_(std::move(reqs)), finish_(std::move(finish)) {}
 
 MpiWork::~MpiWork() {
-  if (finished_) return;
+  // While unwinding from an error the job is about to be aborted (run_or_abort): waiting here
+  // for peers that may never come would only delay that.
+  if (finished_ || std::uncaught_exceptions() > 0) return;
   try {
     wait();
   } catch (const std::exception& e) {

@@ -286,6 +286,10 @@ void run_fault(Communicator& c, const std::string& mode, const Args& a) {
       if (mode == "fault-kill") raise(SIGKILL);
       if (mode == "fault-stop") raise(SIGSTOP);
       if (mode == "fault-throw") throw Error("injected fault before collective #12");
+      if (mode == "fault-throw-pending") {  // with collective #12 in flight
+        auto w = c.all_reduce_async(g.data(), g.data(), g.size(), DType::f32, ReduceOp::avg);
+        throw Error("injected fault with collective #12 pending");
+      }
     }
     c.all_reduce(g.data(), g.data(), g.size(), DType::f32, ReduceOp::avg);
   }
