@@ -129,8 +129,9 @@ void ArrivalBoard::enter(uint64_t seq, uint64_t signature) {
 }
 
 void ArrivalBoard::complete(uint64_t seq) {
-  if (mine_->completed.load(std::memory_order_relaxed) < seq) {
-    mine_->completed.store(seq, std::memory_order_relaxed);  // async works finish out of order
+  // A maximum: async works finish out of order, and the nccl watchdog completes from its thread.
+  uint64_t cur = mine_->completed.load(std::memory_order_relaxed);
+  while (cur < seq && !mine_->completed.compare_exchange_weak(cur, seq, std::memory_order_relaxed)) {
   }
   mine_->active_ns.store(monotonic_ns(), std::memory_order_relaxed);
 }

@@ -202,8 +202,8 @@ CollectiveInfo MpiCommunicator::begin(const char* op, DType dtype, size_t count,
   info.start_ns = monotonic_ns();
   info.timeout_s = phase_timeout(timeouts_, phase_);
   info.phase = phase_name(phase_);
-  history_[info.seq % kHistory] = info.signature();
-  board_->enter(info.seq, history_[info.seq % kHistory]);
+  history_[info.seq % kHistory].store(info.signature(), std::memory_order_relaxed);
+  board_->enter(info.seq, info.signature());
   return info;
 }
 
@@ -385,7 +385,8 @@ void MpiCommunicator::abort(const std::string& why) {
   abort_job("[comm] " + process_identity() + ": " + why, 1);
 }
 
-void MpiCommunicator::timed_out(const CollectiveInfo& info) {
+void MpiCommunicator::timed_out(const CollectiveInfo& info,
+                                const std::function<void()>& before_abort) {
   MissingReport rep = board_->missing(info.seq);
   std::string odd = mismatches(rep);
   if (!odd.empty()) {
@@ -400,22 +401,27 @@ void MpiCommunicator::timed_out(const CollectiveInfo& info) {
   if (!board_->claim_report()) {
     // Another rank of this node prints the line and aborts; give it the time to do so.
     std::this_thread::sleep_for(std::chrono::seconds(2));
+    if (before_abort) before_abort();
     abort_job("", 1);
   }
   char waited[32];
   std::snprintf(waited, sizeof waited, "%.1f", (monotonic_ns() - info.start_ns) * 1e-9);
-  abort_job("[comm] timeout: " + info.describe(label_) + " did not complete within " + waited +
-                " s (" + info.phase + " phase timeout) on " + process_identity() + "; " +
-                rep.text + "; aborting the job",
-            1);
+  std::string line = "[comm] timeout: " + info.describe(label_) + " did not complete within " +
+                     waited + " s (" + info.phase + " phase timeout) on " + process_identity() +
+                     "; " + rep.text + "; aborting the job";
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
+  if (before_abort) before_abort();
+  abort_job("", 1);
 }
 
 // Peers whose last collective has a number this rank also used, but another signature.
 std::string MpiCommunicator::mismatches(const MissingReport& rep) const {
   std::string out;
+  uint64_t last = seq_.load();
   for (const auto& p : rep.peers) {
-    if (p.entered == 0 || p.entered > seq_ || p.entered + kHistory <= seq_) continue;
-    uint64_t mine = history_[p.entered % kHistory];
+    if (p.entered == 0 || p.entered > last || p.entered + kHistory <= last) continue;
+    uint64_t mine = history_[p.entered % kHistory].load(std::memory_order_relaxed);
     if (p.signature == mine) continue;
     out += (out.empty() ? "" : "; ") + std::string("mismatched collectives: rank ") +
            std::to_string(p.world_rank) + " called #" + std::to_string(p.entered) + " as " +

@@ -21,6 +21,7 @@
 
 #include <mpi.h>
 
+#include <atomic>
 #include <climits>
 #include <functional>
 #include <memory>
@@ -79,7 +80,10 @@ class MpiCommunicator final : public Communicator {
   CollectiveInfo begin(const char* op, DType dtype, size_t count, int reduce);
   void finished(const CollectiveInfo& info) { board_->complete(info.seq); }
   void alive() { board_->alive(); }
-  [[noreturn]] void timed_out(const CollectiveInfo& info);
+  // Prints the timeout line, runs `before_abort` (the nccl backend aborts its NCCL
+  // communicator there), then ends the job. Safe from a watchdog thread.
+  [[noreturn]] void timed_out(const CollectiveInfo& info,
+                              const std::function<void()>& before_abort = nullptr);
   [[noreturn]] void failed(const CollectiveInfo& info, int mpi_code);
 
  private:
@@ -95,10 +99,10 @@ class MpiCommunicator final : public Communicator {
   Phase phase_ = Phase::startup;
   int rank_ = 0;
   int size_ = 1;
-  uint64_t seq_ = 0;
+  std::atomic<uint64_t> seq_{0};  // atomic: a watchdog thread reads it for the timeout line
   size_t max_chunk_ = INT_MAX;
   static constexpr size_t kHistory = 64;  // [collectives] whose signatures this rank keeps
-  uint64_t history_[kHistory] = {};       // signature of #seq at seq % kHistory
+  std::atomic<uint64_t> history_[kHistory] = {};  // signature of #seq at seq % kHistory
   std::unique_ptr<ArrivalBoard> board_;
 };
 
