@@ -3,7 +3,7 @@
 // modes: ops (every collective x dtype x op against comm_reference.h), split, async, placement,
 // fault-kill, fault-stop, fault-throw (the last rank fails before collective #12 of a loop),
 // fault-stop-inside (stops after entering #12), slow-start (the last rank starts late),
-// phases (save vs step timeout), mpi-error, latency (ours vs raw MPI), nccl-lib (which libnccl.so.2 the nccl backend loads; --preload a library first).
+// phases (save vs step timeout), nccl-hang, nccl-async-error (fake NCCL), mpi-error, latency (ours vs raw MPI), nccl-lib (which libnccl.so.2 the nccl backend loads; --preload a library first).
 // Prints "OK <mode> ..." on rank 0 when every check passed; a failed check throws, and
 // run_or_abort ends the job with exit code 1 and the message.
 #include "common/error.h"
@@ -262,6 +262,15 @@ void run_phases(Communicator& c, double step_s) {
   late_all_reduce();
 }
 
+// nccl-hang, nccl-async-error (with the fake NCCL of tests/runtime/comm/fake): one all-reduce,
+// then the host blocks as in a stream synchronisation; the watchdog must end the job.
+void run_nccl_stall(Communicator& c) {
+  std::vector<float> g(16, 1.0f);
+  c.all_reduce_async(g.data(), g.data(), g.size(), DType::f32, ReduceOp::sum)->wait();
+  std::this_thread::sleep_for(std::chrono::seconds(10));
+  throw Error("the nccl watchdog did not end the job within 10 s");
+}
+
 void write_pid(const std::string& dir, int rank) {
   if (dir.empty()) return;
   std::ofstream(dir + "/pid." + std::to_string(rank)) << getpid() << "\n";
@@ -352,6 +361,7 @@ int run(int argc, char** argv) {
   else if (a.mode == "placement") comm::print_placement(world, *c);
   else if (a.mode == "latency") run_latency(*c);
   else if (a.mode == "phases") run_phases(*c, a.timeout);
+  else if (a.mode == "nccl-hang" || a.mode == "nccl-async-error") run_nccl_stall(*c);
   else if (a.mode.rfind("fault-", 0) == 0) run_fault(*c, a.mode, a);
   else if (a.mode == "slow-start") write_pid(a.pid_dir, world.rank);
   else throw Error("comm_rank: unknown mode " + a.mode);
