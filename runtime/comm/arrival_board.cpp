@@ -81,14 +81,20 @@ ArrivalBoard::ArrivalBoard(MPI_Comm comm) : host_(this_host()) {
   FTUNE_MPI_CHECK(MPI_Comm_size(node, &local_size_));
 
   // The node's first rank holds the whole board; the others map it.
+  // +64: the window is only 8-byte aligned; the board starts at the leader's next cache line,
+  // at the same byte offset in every process (they may map the segment at other addresses).
   MPI_Aint bytes = local_rank == 0
-                       ? static_cast<MPI_Aint>(sizeof(Header) + sizeof(Slot) * local_size_)
+                       ? static_cast<MPI_Aint>(64 + sizeof(Header) + sizeof(Slot) * local_size_)
                        : 0;
   void* base = nullptr;
   FTUNE_MPI_CHECK(MPI_Win_allocate_shared(bytes, 1, MPI_INFO_NULL, node, &base, &win_));
   MPI_Aint size0 = 0;
   int disp0 = 0;
   FTUNE_MPI_CHECK(MPI_Win_shared_query(win_, 0, &size0, &disp0, &base));
+  auto addr = reinterpret_cast<uintptr_t>(base);
+  int offset = static_cast<int>(((addr + 63) & ~uintptr_t{63}) - addr);  // [bytes] leader's
+  FTUNE_MPI_CHECK(MPI_Bcast(&offset, 1, MPI_INT, 0, node));
+  base = static_cast<char*>(base) + offset;
   header_ = static_cast<Header*>(base);
   slots_ = reinterpret_cast<Slot*>(static_cast<char*>(base) + sizeof(Header));
   if (local_rank == 0) {

@@ -49,7 +49,9 @@ class ArrivalBoard {
   bool claim_report();          // true for the first rank of this node that asks
 
  private:
-  struct Slot {
+  // A cache line each: ranks write their own slot at every collective, and the 8-byte atomics
+  // must stay aligned (a header of 4 bytes in front would split them across lines).
+  struct alignas(64) Slot {
     std::atomic<uint64_t> entered{0};    // [collective seq]
     std::atomic<uint64_t> signature{0};  // of collective #entered
     std::atomic<uint64_t> completed{0};  // [collective seq]
@@ -57,7 +59,7 @@ class ArrivalBoard {
     int32_t pid = 0;
     int32_t world_rank = -1;
   };
-  struct Header {
+  struct alignas(64) Header {
     std::atomic<int32_t> reporter{0};
   };
   static_assert(std::atomic<uint64_t>::is_always_lock_free, "slots are shared between processes");
