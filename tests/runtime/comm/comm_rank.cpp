@@ -225,13 +225,13 @@ void run_latency(Communicator& c) {
   MPI_Comm raw;
   MPI_Comm_dup(MPI_COMM_WORLD, &raw);
   const int n = 20000;
-  for (size_t count : {size_t{1}, size_t{1} << 18}) {
+  for (size_t count : {size_t{1}, size_t{1} << 10, size_t{1} << 14, size_t{1} << 18, size_t{1} << 22}) {
     std::vector<float> x(count, 1.0f);
     auto time = [&](auto&& op) {
       for (int i = 0; i < 200; ++i) op();
       MPI_Barrier(raw);
       auto t0 = std::chrono::steady_clock::now();
-      int iters = count == 1 ? n : 200;
+      int iters = static_cast<int>(std::max<size_t>(20, n / std::max<size_t>(1, count / 64)));
       for (int i = 0; i < iters; ++i) op();
       return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / iters;
     };
