@@ -1,5 +1,5 @@
 // One rank of the communicator tests (run directly for `local`, under mpirun for `mpi`):
-//   comm_rank <mode> <backend> [--chunk N] [--timeout S] [--pid-dir D]
+//   comm_rank <mode> <backend> [--chunk N] [--timeout S] [--startup-timeout S] [--pid-dir D]
 // modes: ops (every collective x dtype x op against comm_reference.h), split, async, placement,
 // fault-kill, fault-stop, fault-throw (the last rank fails before collective #12 of a loop),
 // fault-stop-inside (stops after entering #12), slow-start (the last rank starts late),
@@ -35,6 +35,7 @@ struct Args {
   std::string mode, backend = "auto", pid_dir, preload, then_load;
   size_t chunk = 0;    // [elements] 0: the backend's default
   double timeout = 30; // [s] step phase
+  double startup_timeout = 30;  // [s] generous: ranks of a loaded CI machine start seconds apart
 };
 
 Args parse(int argc, char** argv) {
@@ -46,6 +47,7 @@ Args parse(int argc, char** argv) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--chunk") a.chunk = std::stoul(v);
     else if (k == "--timeout") a.timeout = std::stod(v);
+    else if (k == "--startup-timeout") a.startup_timeout = std::stod(v);
     else if (k == "--pid-dir") a.pid_dir = v;
     else if (k == "--preload") a.preload = v;
     else if (k == "--then-load") a.then_load = v;
@@ -342,11 +344,11 @@ int run(int argc, char** argv) {
   // The last rank starts late: the others' startup timeout must end the job.
   if (a.mode == "slow-start" && world.rank == world.size - 1) {
     write_pid(a.pid_dir, world.rank);
-    sleep(static_cast<unsigned>(3 * a.timeout + 1));
+    sleep(static_cast<unsigned>(3 * a.startup_timeout + 1));
   }
   comm::Timeouts t;
   t.step_s = a.timeout;
-  t.startup_s = a.timeout;
+  t.startup_s = a.startup_timeout;
   t.save_s = 10 * a.timeout;
   auto c = comm::make_communicator(a.backend, world, t);
   if (a.chunk > 0) {

@@ -124,11 +124,12 @@ bool alive(int pid) {
 
 // Runs a fault mode on 3 ranks with a 2 s step timeout; afterwards continues and kills any
 // rank that survived, so that no stopped process outlives the test.
-FaultRun run_fault(const std::string& mode, const std::string& mpirun_options = "", int np = 3) {
+FaultRun run_fault(const std::string& mode, const std::string& mpirun_options = "", int np = 3,
+                   const std::string& extra_args = "") {
   TempDir dir;
   FaultRun f;
   auto t0 = std::chrono::steady_clock::now();
-  f.result = run_shell(mpirun(np, mode + " mpi --timeout 2 --pid-dir " + shell_quote(dir.path()),
+  f.result = run_shell(mpirun(np, mode + " mpi --timeout 2 " + extra_args + " --pid-dir " + shell_quote(dir.path()),
                               mpirun_options));
   f.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::vector<int> pids;
@@ -180,7 +181,7 @@ TEST(CommMpiFault, ARankStoppedInsideACollectiveIsNamed) {
 }
 
 TEST(CommMpiFault, ARankThatNeverStartsEndsTheJobAtTheStartupTimeout) {
-  FaultRun f = run_fault("slow-start");
+  FaultRun f = run_fault("slow-start", "", 3, "--startup-timeout 2");
   EXPECT_NE(f.result.exit_code, 0) << f.result.output;
   EXPECT_GT(f.seconds, 1.9) << f.result.output;
   EXPECT_LT(f.seconds, 6.5) << "the late rank sleeps 7 s: " << f.result.output;
