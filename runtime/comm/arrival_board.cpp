@@ -81,14 +81,20 @@ ArrivalBoard::ArrivalBoard(MPI_Comm comm) : host_(this_host()) {
   FTUNE_MPI_CHECK(MPI_Comm_size(node, &local_size_));
 
   // The node's first rank holds the whole board; the others map it.
+  // +64: the window is only 8-byte aligned; the board starts at the leader's next cache line,
+  // at the same byte offset in every process (they may map the segment at other addresses).
   MPI_Aint bytes = local_rank == 0
-                       ? static_cast<MPI_Aint>(sizeof(Header) + sizeof(Slot) * local_size_)
+                       ? static_cast<MPI_Aint>(64 + sizeof(Header) + sizeof(Slot) * local_size_)
                        : 0;
   void* base = nullptr;
   FTUNE_MPI_CHECK(MPI_Win_allocate_shared(bytes, 1, MPI_INFO_NULL, node, &base, &win_));
   MPI_Aint size0 = 0;
   int disp0 = 0;
   FTUNE_MPI_CHECK(MPI_Win_shared_query(win_, 0, &size0, &disp0, &base));
+  auto addr = reinterpret_cast<uintptr_t>(base);
+  int offset = static_cast<int>(((addr + 63) & ~uintptr_t{63}) - addr);  // [bytes] leader's
+  FTUNE_MPI_CHECK(MPI_Bcast(&offset, 1, MPI_INT, 0, node));
+  base = static_cast<char*>(base) + offset;
   header_ = static_cast<Header*>(base);
   slots_ = reinterpret_cast<Slot*>(static_cast<char*>(base) + sizeof(Header));
   if (local_rank == 0) {
@@ -122,14 +128,16 @@ ArrivalBoard::~ArrivalBoard() {
   if (win_ != MPI_WIN_NULL && !finalized && std::uncaught_exceptions() == 0) MPI_Win_free(&win_);
 }
 
-void ArrivalBoard::enter(uint64_t seq) {
-  mine_->entered.store(seq, std::memory_order_relaxed);
+void ArrivalBoard::enter(uint64_t seq, uint64_t signature) {
+  mine_->signature.store(signature, std::memory_order_relaxed);
+  mine_->entered.store(seq, std::memory_order_release);  // publishes the signature
   mine_->active_ns.store(monotonic_ns(), std::memory_order_relaxed);
 }
 
 void ArrivalBoard::complete(uint64_t seq) {
-  if (mine_->completed.load(std::memory_order_relaxed) < seq) {
-    mine_->completed.store(seq, std::memory_order_relaxed);  // async works finish out of order
+  // A maximum: async works finish out of order, and the nccl watchdog completes from its thread.
+  uint64_t cur = mine_->completed.load(std::memory_order_relaxed);
+  while (cur < seq && !mine_->completed.compare_exchange_weak(cur, seq, std::memory_order_relaxed)) {
   }
   mine_->active_ns.store(monotonic_ns(), std::memory_order_relaxed);
 }
@@ -140,26 +148,39 @@ bool ArrivalBoard::claim_report() { return header_->reporter.exchange(1) == 0; }
 
 MissingReport ArrivalBoard::missing(uint64_t seq) const {
   std::string absent, stuck;
+  std::vector<int> finished;  // done with #seq while this rank still waits on it
+  MissingReport r;
   for (int i = 0; i < local_size_; ++i) {
     const Slot& s = slots_[i];
-    uint64_t entered = s.entered.load(std::memory_order_relaxed);
+    uint64_t entered = s.entered.load(std::memory_order_acquire);
+    uint64_t sig = s.signature.load(std::memory_order_relaxed);
+    if (&s != mine_ && s.entered.load(std::memory_order_acquire) == entered) {
+      r.peers.push_back({s.world_rank, entered, sig});
+    }
     uint64_t completed = s.completed.load(std::memory_order_relaxed);
     std::string state = process_state(s.pid);
     std::string who = "rank " + std::to_string(s.world_rank) + " (";
     if (entered < seq) {
       absent += (absent.empty() ? "" : ", ") + who + "last entered #" + std::to_string(entered) +
                 ", " + state + ", " + seconds_ago(s.active_ns.load()) + ")";
+    } else if (completed >= seq && &s != mine_) {
+      finished.push_back(s.world_rank);
     } else if (completed < seq && looks_dead(state)) {
       stuck += (stuck.empty() ? "" : ", ") + who + state + ", " +
                seconds_ago(s.active_ns.load()) + ")";
     }
   }
-  MissingReport r;
   r.culprit_here = !absent.empty() || !stuck.empty();
   r.others_remote = !remote_.empty();
   if (!absent.empty()) r.text = "not arrived: " + absent;
   if (!stuck.empty()) r.text += (r.text.empty() ? "" : "; ") + std::string("arrived, then ") + stuck;
-  if (!r.culprit_here) r.text = "every rank on " + host_ + " arrived";
+  if (absent.empty() && stuck.empty()) r.text = "every rank on " + host_ + " arrived";
+  if (!finished.empty()) {
+    // A healthy collective rarely lets peers finish this long before this rank: most often
+    // the ranks called different collectives and MPI matched them wrongly.
+    r.text += "; ranks " + rank_list(finished) + " finished #" + std::to_string(seq) +
+              " without this rank (different collectives on different ranks?)";
+  }
   if (!remote_.empty()) {
     r.text += "; ranks " + rank_list(remote_) + " are on other nodes (not visible from " + host_ + ")";
   }

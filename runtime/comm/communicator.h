@@ -10,6 +10,11 @@
 // handle. A collective that does not complete within the current timeout ends the whole job
 // (communicator abort / MPI_Abort) with one line naming the collective and the ranks that did
 // not arrive: a peer is never left waiting.
+//
+// Threads: one communicator is driven by one thread at a time (calls must not overlap). Every
+// rank must issue the same collectives in the same order: the order numbers them (#1, #2, ...)
+// and the timeout line compares those numbers across ranks. Use split() for a second stream
+// of collectives, e.g. for a prefetch thread.
 #pragma once
 
 #include <cstddef>

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <iterator>
 #include <thread>
 
 namespace ftune::comm {
@@ -99,6 +100,32 @@ double phase_timeout(const Timeouts& t, Phase phase) {
   return t.step_s;
 }
 
+namespace {
+const char* const kOps[] = {"?", "all_reduce", "reduce_scatter", "all_gather", "broadcast",
+                            "barrier", "nccl_init"};
+}  // namespace
+
+// [8 bits op][4 bits reduce + 1][4 bits dtype][48 bits count]
+uint64_t CollectiveInfo::signature() const {
+  uint64_t code = 0;
+  for (uint64_t i = 1; i < std::size(kOps); ++i) {
+    if (std::strcmp(op, kOps[i]) == 0) code = i;
+  }
+  return code << 56 | static_cast<uint64_t>(reduce + 1) << 52 |
+         static_cast<uint64_t>(dtype) << 48 | (count & 0xFFFFFFFFFFFFull);
+}
+
+std::string CollectiveInfo::describe_signature(uint64_t sig) {
+  uint64_t code = sig >> 56;
+  CollectiveInfo info;
+  info.op = code < std::size(kOps) ? kOps[code] : "?";
+  info.reduce = static_cast<int>((sig >> 52) & 0xF) - 1;
+  info.dtype = static_cast<DType>((sig >> 48) & 0xF);
+  info.count = sig & 0xFFFFFFFFFFFFull;
+  std::string d = info.describe("");
+  return d.substr(0, d.find(" #"));
+}
+
 std::string CollectiveInfo::describe(const std::string& label) const {
   std::string s = op;
   if (reduce >= 0) s += std::string("(") + reduce_op_name(static_cast<ReduceOp>(reduce)) + ")";
@@ -175,7 +202,8 @@ CollectiveInfo MpiCommunicator::begin(const char* op, DType dtype, size_t count,
   info.start_ns = monotonic_ns();
   info.timeout_s = phase_timeout(timeouts_, phase_);
   info.phase = phase_name(phase_);
-  board_->enter(info.seq);
+  history_[info.seq % kHistory].store(info.signature(), std::memory_order_relaxed);
+  board_->enter(info.seq, info.signature());
   return info;
 }
 
@@ -203,6 +231,11 @@ std::unique_ptr<Work> MpiCommunicator::all_reduce_async(const void* send, void* 
                                                         size_t count, DType dtype,
                                                         ReduceOp op) {
   check_reduce_args(dtype, op, "all_reduce");
+  size_t bytes = count * dtype_size(dtype);
+  if (send != recv && count > 0 && overlaps(send, bytes, recv, bytes)) {
+    throw Error("[comm] all_reduce: send and recv overlap without being the same buffer (" +
+                process_identity() + "): pass the same pointer for in place, or separate buffers");
+  }
   CollectiveInfo info = begin("all_reduce", dtype, count, static_cast<int>(op));
   MPI_Datatype type = wire_type(dtype, true);
   MPI_Op mop = mpi_op(op);
@@ -352,8 +385,14 @@ void MpiCommunicator::abort(const std::string& why) {
   abort_job("[comm] " + process_identity() + ": " + why, 1);
 }
 
-void MpiCommunicator::timed_out(const CollectiveInfo& info) {
+void MpiCommunicator::timed_out(const CollectiveInfo& info,
+                                const std::function<void()>& before_abort) {
   MissingReport rep = board_->missing(info.seq);
+  std::string odd = mismatches(rep);
+  if (!odd.empty()) {
+    rep.text = odd + "; " + rep.text;
+    rep.culprit_here = true;
+  }
   // A rank that sees no culprit on its node waits a little, so that the node holding the
   // culprit (whose ranks time out too) prints the line that names it.
   if (!rep.culprit_here && rep.others_remote) {
@@ -362,14 +401,34 @@ void MpiCommunicator::timed_out(const CollectiveInfo& info) {
   if (!board_->claim_report()) {
     // Another rank of this node prints the line and aborts; give it the time to do so.
     std::this_thread::sleep_for(std::chrono::seconds(2));
+    if (before_abort) before_abort();
     abort_job("", 1);
   }
   char waited[32];
   std::snprintf(waited, sizeof waited, "%.1f", (monotonic_ns() - info.start_ns) * 1e-9);
-  abort_job("[comm] timeout: " + info.describe(label_) + " did not complete within " + waited +
-                " s (" + info.phase + " phase timeout) on " + process_identity() + "; " +
-                rep.text + "; aborting the job",
-            1);
+  std::string line = "[comm] timeout: " + info.describe(label_) + " did not complete within " +
+                     waited + " s (" + info.phase + " phase timeout) on " + process_identity() +
+                     "; " + rep.text + "; aborting the job";
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
+  if (before_abort) before_abort();
+  abort_job("", 1);
+}
+
+// Peers whose last collective has a number this rank also used, but another signature.
+std::string MpiCommunicator::mismatches(const MissingReport& rep) const {
+  std::string out;
+  uint64_t last = seq_.load();
+  for (const auto& p : rep.peers) {
+    if (p.entered == 0 || p.entered > last || p.entered + kHistory <= last) continue;
+    uint64_t mine = history_[p.entered % kHistory].load(std::memory_order_relaxed);
+    if (p.signature == mine) continue;
+    out += (out.empty() ? "" : "; ") + std::string("mismatched collectives: rank ") +
+           std::to_string(p.world_rank) + " called #" + std::to_string(p.entered) + " as " +
+           CollectiveInfo::describe_signature(p.signature) + ", this rank as " +
+           CollectiveInfo::describe_signature(mine);
+  }
+  return out;
 }
 
 void MpiCommunicator::failed(const CollectiveInfo& info, int mpi_code) {
@@ -384,7 +443,9 @@ MpiWork::MpiWork(MpiCommunicator* comm, CollectiveInfo info, std::vector<MPI_Req
     : comm_(comm), info_(std::move(info)), reqs_(std::move(reqs)), finish_(std::move(finish)) {}
 
 MpiWork::~MpiWork() {
-  if (finished_) return;
+  // While unwinding from an error the job is about to be aborted (run_or_abort): waiting here
+  // for peers that may never come would only delay that.
+  if (finished_ || std::uncaught_exceptions() > 0) return;
   try {
     wait();
   } catch (const std::exception& e) {
@@ -421,23 +482,29 @@ bool MpiWork::done() {
 }
 
 void MpiWork::wait() {
-  // Spin briefly (most collectives finish in microseconds), then sleep with a growing backoff
-  // capped at 1 ms, so that oversubscribed ranks leave the cores to the peers they wait for.
+  // Nonblocking collectives advance only inside MPI calls, so polling fast matters: spin for
+  // the first 200 us (most collectives end there), then yield the core between polls until
+  // 20 ms (oversubscribed ranks let their peers run), then sleep with a backoff capped at
+  // 1 ms (a long wait costs no CPU, and 1 ms is nothing next to any timeout).
+  int64_t start = monotonic_ns();
   int64_t deadline = info_.start_ns + static_cast<int64_t>(info_.timeout_s * 1e9);
   int64_t sleep_us = 0;
-  for (int polls = 0; !finished_; ++polls) {
+  while (!finished_) {
     if (test()) {
       complete();
       return;
     }
+    int64_t now = monotonic_ns();
+    if (now > deadline) comm_->timed_out(info_);
     comm_->alive();
-    if (monotonic_ns() > deadline) comm_->timed_out(info_);
-    if (polls < 64) {
+    int64_t waited_us = (now - start) / 1000;
+    if (waited_us < 200) continue;
+    if (waited_us < 20000) {
       std::this_thread::yield();
-    } else {
-      sleep_us = std::min<int64_t>(1000, sleep_us == 0 ? 10 : sleep_us * 2);
-      std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
+      continue;
     }
+    sleep_us = std::min<int64_t>(1000, sleep_us == 0 ? 50 : sleep_us * 2);
+    std::this_thread::sleep_for(std::chrono::microseconds(sleep_us));
   }
 }
 

@@ -9,7 +9,11 @@
 // - Counts above max_chunk() (INT_MAX, MPI's int counts) go out as several calls in one Work.
 // - Work::wait() polls MPI_Testall with a short backoff until the phase's timeout; then one
 //   line names the collective and the ranks that did not arrive (ArrivalBoard) and the job
-//   ends with MPI_Abort. Timeouts count from when the collective was issued.
+//   ends with MPI_Abort. Timeouts count from when the collective was issued. Only one line
+//   per node is printed (the board's first claimant); a rank whose node shows no culprit
+//   waits min(2 s, timeout/4) first, so that the node that can see the culprit reports it.
+// - A program that calls different collectives under the same number is told so: the board
+//   keeps each rank's signature (op, dtype, count) of the collective it entered.
 #pragma once
 
 #include "runtime/comm/arrival_board.h"
@@ -17,6 +21,7 @@
 
 #include <mpi.h>
 
+#include <atomic>
 #include <climits>
 #include <functional>
 #include <memory>
@@ -36,6 +41,8 @@ struct CollectiveInfo {
   double timeout_s = 0;
   const char* phase = "";
   std::string describe(const std::string& label) const;  // "all_reduce(sum) bf16 x1024 #17 on world"
+  uint64_t signature() const;  // op, reduce op, dtype and count in 64 bits, for the board
+  static std::string describe_signature(uint64_t signature);  // "all_gather f32 x10"
 };
 
 class MpiCommunicator final : public Communicator {
@@ -73,12 +80,16 @@ class MpiCommunicator final : public Communicator {
   CollectiveInfo begin(const char* op, DType dtype, size_t count, int reduce);
   void finished(const CollectiveInfo& info) { board_->complete(info.seq); }
   void alive() { board_->alive(); }
-  [[noreturn]] void timed_out(const CollectiveInfo& info);
+  // Prints the timeout line, runs `before_abort` (the nccl backend aborts its NCCL
+  // communicator there), then ends the job. Safe from a watchdog thread.
+  [[noreturn]] void timed_out(const CollectiveInfo& info,
+                              const std::function<void()>& before_abort = nullptr);
   [[noreturn]] void failed(const CollectiveInfo& info, int mpi_code);
 
  private:
   std::unique_ptr<Work> start(CollectiveInfo info, std::vector<MPI_Request> reqs,
                               std::function<void()> finish);
+  std::string mismatches(const MissingReport& rep) const;
   template <typename Issue>
   std::vector<MPI_Request> chunked(size_t count, const CollectiveInfo& info, Issue issue);
 
@@ -88,8 +99,10 @@ class MpiCommunicator final : public Communicator {
   Phase phase_ = Phase::startup;
   int rank_ = 0;
   int size_ = 1;
-  uint64_t seq_ = 0;
+  std::atomic<uint64_t> seq_{0};  // atomic: a watchdog thread reads it for the timeout line
   size_t max_chunk_ = INT_MAX;
+  static constexpr size_t kHistory = 64;  // [collectives] whose signatures this rank keeps
+  std::atomic<uint64_t> history_[kHistory] = {};  // signature of #seq at seq % kHistory
   std::unique_ptr<ArrivalBoard> board_;
 };
 

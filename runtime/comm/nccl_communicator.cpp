@@ -363,22 +363,27 @@ void NcclCommunicator::poll_async_error() {
   if (st != ncclSuccess && st != ncclInProgress) async_failed(st);
 }
 
+// The line first, then ncclCommAbort (it frees the GPU from kernels waiting on a peer; the
+// caller's thread may then fail on the aborted communicator, and its message must not come
+// first), then MPI_Abort.
 void NcclCommunicator::timed_out(const CollectiveInfo& info) {
-  api_.comm_abort(comm_);  // frees the GPU from kernels that wait on a peer
-  host_->timed_out(info);
+  host_->timed_out(info, [this] { api_.comm_abort(comm_); });
 }
 
 void NcclCommunicator::async_failed(ncclResult_t rc) {
   std::string last = api_.get_last_error(comm_);
+  std::fprintf(stderr, "[comm] NCCL error on %s: %s%s; aborting the job\n", process_identity().c_str(),
+               api_.get_error_string(rc), last.empty() ? "" : (": " + last).c_str());
+  std::fflush(stderr);
   api_.comm_abort(comm_);
-  abort_job("[comm] NCCL error on " + process_identity() + ": " + api_.get_error_string(rc) +
-                (last.empty() ? "" : ": " + last) + "; aborting the job",
-            1);
+  abort_job("", 1);
 }
 
 void NcclCommunicator::abort(const std::string& why) {
+  std::fprintf(stderr, "[comm] %s: %s\n", process_identity().c_str(), why.c_str());
+  std::fflush(stderr);
   if (comm_ != nullptr) api_.comm_abort(comm_);
-  host_->abort(why);
+  abort_job("", 1);
 }
 
 }  // namespace

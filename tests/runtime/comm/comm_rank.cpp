@@ -1,9 +1,9 @@
 // One rank of the communicator tests (run directly for `local`, under mpirun for `mpi`):
-//   comm_rank <mode> <backend> [--chunk N] [--timeout S] [--pid-dir D]
+//   comm_rank <mode> <backend> [--chunk N] [--timeout S] [--startup-timeout S] [--pid-dir D]
 // modes: ops (every collective x dtype x op against comm_reference.h), split, async, placement,
 // fault-kill, fault-stop, fault-throw (the last rank fails before collective #12 of a loop),
 // fault-stop-inside (stops after entering #12), slow-start (the last rank starts late),
-// mpi-error, nccl-lib (which libnccl.so.2 the nccl backend loads; --preload a library first).
+// phases (save vs step timeout), nccl-hang, nccl-async-error (fake NCCL), mpi-error, latency (ours vs raw MPI), nccl-lib (which libnccl.so.2 the nccl backend loads; --preload a library first).
 // Prints "OK <mode> ..." on rank 0 when every check passed; a failed check throws, and
 // run_or_abort ends the job with exit code 1 and the message.
 #include "common/error.h"
@@ -17,11 +17,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace ftune::test {
@@ -33,6 +35,7 @@ struct Args {
   std::string mode, backend = "auto", pid_dir, preload, then_load;
   size_t chunk = 0;    // [elements] 0: the backend's default
   double timeout = 30; // [s] step phase
+  double startup_timeout = 30;  // [s] generous: ranks of a loaded CI machine start seconds apart
 };
 
 Args parse(int argc, char** argv) {
@@ -44,6 +47,7 @@ Args parse(int argc, char** argv) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--chunk") a.chunk = std::stoul(v);
     else if (k == "--timeout") a.timeout = std::stod(v);
+    else if (k == "--startup-timeout") a.startup_timeout = std::stod(v);
     else if (k == "--pid-dir") a.pid_dir = v;
     else if (k == "--preload") a.preload = v;
     else if (k == "--then-load") a.then_load = v;
@@ -215,6 +219,60 @@ void run_async(Communicator& c) {
   }
 }
 
+// Cost of the communicator over raw MPI: small blocking all-reduces, ours vs MPI_Allreduce on
+// a communicator of its own.
+void run_latency(Communicator& c) {
+  auto* mpi = dynamic_cast<comm::MpiCommunicator*>(&c);
+  if (mpi == nullptr) throw Error("latency needs backend mpi");
+  MPI_Comm raw;
+  MPI_Comm_dup(MPI_COMM_WORLD, &raw);
+  const int n = 20000;
+  for (size_t count : {size_t{1}, size_t{1} << 10, size_t{1} << 14, size_t{1} << 18, size_t{1} << 22}) {
+    std::vector<float> x(count, 1.0f);
+    auto time = [&](auto&& op) {
+      for (int i = 0; i < 200; ++i) op();
+      MPI_Barrier(raw);
+      auto t0 = std::chrono::steady_clock::now();
+      int iters = static_cast<int>(std::max<size_t>(20, n / std::max<size_t>(1, count / 64)));
+      for (int i = 0; i < iters; ++i) op();
+      return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / iters;
+    };
+    double ours = time([&] { c.all_reduce(x.data(), x.data(), count, DType::f32, ReduceOp::sum); });
+    double theirs = time([&] { MPI_Allreduce(MPI_IN_PLACE, x.data(), static_cast<int>(count), MPI_FLOAT, MPI_SUM, raw); });
+    if (c.rank() == 0) {
+      std::printf("all_reduce f32 x%zu: ftune mpi %.2f us, MPI_Allreduce %.2f us\n", count, ours, theirs);
+    }
+  }
+  MPI_Comm_free(&raw);
+}
+
+// Phase timeouts: a rank 1.7x the step timeout late is fine while saving (save timeout 10x),
+// and ends the job in the step phase.
+void run_phases(Communicator& c, double step_s) {
+  std::vector<float> g(16, 1.0f);
+  auto late_all_reduce = [&] {
+    if (c.rank() == c.size() - 1) std::this_thread::sleep_for(std::chrono::duration<double>(1.7 * step_s));
+    c.all_reduce(g.data(), g.data(), g.size(), DType::f32, ReduceOp::sum);
+  };
+  c.set_phase(comm::Phase::save);
+  late_all_reduce();
+  if (c.rank() == 0) {
+    std::printf("OK save phase waited\n");
+    std::fflush(stdout);
+  }
+  c.set_phase(comm::Phase::step);
+  late_all_reduce();
+}
+
+// nccl-hang, nccl-async-error (with the fake NCCL of tests/runtime/comm/fake): one all-reduce,
+// then the host blocks as in a stream synchronisation; the watchdog must end the job.
+void run_nccl_stall(Communicator& c) {
+  std::vector<float> g(16, 1.0f);
+  c.all_reduce_async(g.data(), g.data(), g.size(), DType::f32, ReduceOp::sum)->wait();
+  std::this_thread::sleep_for(std::chrono::seconds(10));
+  throw Error("the nccl watchdog did not end the job within 10 s");
+}
+
 void write_pid(const std::string& dir, int rank) {
   if (dir.empty()) return;
   std::ofstream(dir + "/pid." + std::to_string(rank)) << getpid() << "\n";
@@ -232,9 +290,17 @@ void run_fault(Communicator& c, const std::string& mode, const Args& a) {
         raise(SIGSTOP);
         w->wait();
       }
+      if (mode == "fault-mismatch") {  // a different collective as #12
+        std::vector<float> all(g.size() * c.size());
+        c.all_gather(g.data(), all.data(), g.size(), DType::f32);
+      }
       if (mode == "fault-kill") raise(SIGKILL);
       if (mode == "fault-stop") raise(SIGSTOP);
       if (mode == "fault-throw") throw Error("injected fault before collective #12");
+      if (mode == "fault-throw-pending") {  // with collective #12 in flight
+        auto w = c.all_reduce_async(g.data(), g.data(), g.size(), DType::f32, ReduceOp::avg);
+        throw Error("injected fault with collective #12 pending");
+      }
     }
     c.all_reduce(g.data(), g.data(), g.size(), DType::f32, ReduceOp::avg);
   }
@@ -278,11 +344,12 @@ int run(int argc, char** argv) {
   // The last rank starts late: the others' startup timeout must end the job.
   if (a.mode == "slow-start" && world.rank == world.size - 1) {
     write_pid(a.pid_dir, world.rank);
-    sleep(static_cast<unsigned>(3 * a.timeout + 1));
+    sleep(static_cast<unsigned>(3 * a.startup_timeout + 1));
   }
   comm::Timeouts t;
   t.step_s = a.timeout;
-  t.startup_s = a.timeout;
+  t.startup_s = a.startup_timeout;
+  t.save_s = 10 * a.timeout;
   auto c = comm::make_communicator(a.backend, world, t);
   if (a.chunk > 0) {
     auto* mpi = dynamic_cast<comm::MpiCommunicator*>(c.get());
@@ -294,6 +361,9 @@ int run(int argc, char** argv) {
   else if (a.mode == "split") run_split(*c);
   else if (a.mode == "async") run_async(*c);
   else if (a.mode == "placement") comm::print_placement(world, *c);
+  else if (a.mode == "latency") run_latency(*c);
+  else if (a.mode == "phases") run_phases(*c, a.timeout);
+  else if (a.mode == "nccl-hang" || a.mode == "nccl-async-error") run_nccl_stall(*c);
   else if (a.mode.rfind("fault-", 0) == 0) run_fault(*c, a.mode, a);
   else if (a.mode == "slow-start") write_pid(a.pid_dir, world.rank);
   else throw Error("comm_rank: unknown mode " + a.mode);

@@ -2,6 +2,7 @@
 // rank lists), without MPI.
 #include "common/error.h"
 #include "runtime/comm/arrival_board.h"
+#include "runtime/comm/comm_config.h"
 #include "runtime/comm/factory.h"
 #include "runtime/comm/half.h"
 #include "runtime/comm/world.h"
@@ -169,6 +170,30 @@ TEST(CommLocal, TheRankProgramPassesEveryCheckAlone) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("OK ops"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("over 1 ranks, backend local"), std::string::npos) << r.output;
+}
+
+TEST(CommConfig, FieldsDefaultsAndValidation) {
+  comm::CommConfig c;
+  std::vector<std::string> keys;
+  c.fields([&](const char* key, auto&, const char* help) {
+    keys.push_back(key);
+    EXPECT_GT(std::string(help).size(), 10u) << key;
+  });
+  EXPECT_EQ(keys, (std::vector<std::string>{"backend", "startup_timeout_s", "step_timeout_s",
+                                            "save_timeout_s"}));
+  EXPECT_NO_THROW(c.validate());
+  EXPECT_EQ(c.timeouts().step_s, 300);
+  c.backend = "gloo";
+  try {
+    c.validate();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("comm.backend: \"gloo\" is not auto, local, mpi or nccl"),
+              std::string::npos) << e.what();
+  }
+  c.backend = "mpi";
+  c.step_timeout_s = -1;
+  EXPECT_THROW(c.validate(), Error);
 }
 
 TEST(CommNccl, TheBackendLoadsTheWheelsNcclWithoutAGpu) {
