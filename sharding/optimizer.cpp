@@ -55,8 +55,21 @@ void AdamW::step(const AdamWConfig& cfg) {
 
 void AdamW::zero_grad() { zero_all(params_); }
 
+std::vector<std::pair<std::string, at::Tensor>> AdamW::state(size_t i) const {
+  return {{"exp_avg", exp_avg_.at(i)}, {"exp_avg_sq", exp_avg_sq_.at(i)}};
+}
+
+void AdamW::set_steps(int64_t steps) {
+  steps_ = steps;
+  for (auto& s : step_) s.fill_(double(steps));
+}
+
 SGD::SGD(std::vector<OptimParam> params) : params_(std::move(params)) {
-  momentum_.resize(params_.size());
+  for (auto& p : params_) momentum_.push_back(at::zeros({p.param.numel()}, p.param.options().requires_grad(false)));
+}
+
+std::vector<std::pair<std::string, at::Tensor>> SGD::state(size_t i) const {
+  return {{"momentum", momentum_.at(i)}};
 }
 
 void SGD::step(const SGDConfig& cfg) {
@@ -70,11 +83,7 @@ void SGD::step(const SGDConfig& cfg) {
       for (auto [begin, count] : p.decay)
         g.narrow(0, begin, count).add_(w.narrow(0, begin, count), cfg.weight_decay);
     if (cfg.momentum != 0) {
-      if (!momentum_[i].defined()) {
-        momentum_[i] = g.clone();
-      } else {
-        momentum_[i].mul_(cfg.momentum).add_(g);
-      }
+      momentum_[i].mul_(cfg.momentum).add_(g);
       g = momentum_[i];
     }
     w.add_(g, -cfg.lr);

@@ -16,6 +16,11 @@ namespace ftune::sharding {
 struct OptimParam {
   at::Tensor param;  // fp32, requires grad; updated in place
   std::vector<std::pair<int64_t, int64_t>> decay;  // [begin, count) element ranges that decay
+  // For checkpoints: a stable name, and for a unit's slice the unit index (the slice is this
+  // rank's part of the unit's flat buffer and is re-sliced when the world size changes); -1
+  // for a whole tensor, the same on every rank.
+  std::string name;
+  int unit = -1;
 };
 
 // The default rule: matrices decay; norms, biases and embeddings do not.
@@ -33,9 +38,10 @@ class AdamW {
   void step(const AdamWConfig& cfg);  // tensors without a gradient are left alone
   void zero_grad();
   int64_t steps() const { return steps_; }
-  // The moments, for checkpoints: exp_avg and exp_avg_sq per parameter.
-  std::vector<at::Tensor>& exp_avg() { return exp_avg_; }
-  std::vector<at::Tensor>& exp_avg_sq() { return exp_avg_sq_; }
+  // For checkpoints: parameter i's state tensors by name (restore by copying into them), and
+  // the step count.
+  std::vector<std::pair<std::string, at::Tensor>> state(size_t i) const;
+  void set_steps(int64_t steps);
 
  private:
   std::vector<OptimParam> params_;
@@ -47,13 +53,15 @@ struct SGDConfig {
   double lr = 1e-2, momentum = 0.9, weight_decay = 0.0;
 };
 
-// SGD with momentum (buf = momentum * buf + g, the first step buf = g; p -= lr * buf); weight
+// SGD with momentum (buf = momentum * buf + g, starting from zero, so the first step has
+// buf = g; p -= lr * buf); weight
 // decay adds wd * p to the gradient on the decayed ranges, as torch.optim.SGD does.
 class SGD {
  public:
   explicit SGD(std::vector<OptimParam> params);
   void step(const SGDConfig& cfg);
   void zero_grad();
+  std::vector<std::pair<std::string, at::Tensor>> state(size_t i) const;
 
  private:
   std::vector<OptimParam> params_;

@@ -8,7 +8,7 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include "common/error.h"
-#include "sharding/comm_tensors.h"
+#include "runtime/comm/tensor_ops.h"
 
 namespace ftune::sharding {
 
@@ -128,7 +128,7 @@ void ShardedUnits::install(bool take_weights) {
 void ShardedUnits::start_gather(Unit& u) {
   refill_storage(u.gathered);
   u.pending_send = u.shard.detach().to(options_.compute_dtype).contiguous();
-  u.pending = all_gather_async(shard_, u.pending_send, u.gathered);
+  u.pending = comm::all_gather_async(shard_, u.pending_send, u.gathered);
   counters_.all_gather_bytes += u.gathered.numel() * u.gathered.element_size();
   ++counters_.gathers;
 }
@@ -185,7 +185,7 @@ void ShardedUnits::reduce_grads(size_t index, const std::vector<at::Tensor>& gra
     flat.narrow(0, e.offset, e.numel).copy_(grads[i].reshape({-1}));
   }
   at::Tensor mine = at::empty({u.layout.shard_numel()}, opts);
-  reduce_scatter(shard_, flat, mine);
+  comm::reduce_scatter(shard_, flat, mine, comm::ReduceOp::sum);
   counters_.reduce_scatter_s += seconds_since(t0);
   counters_.reduce_scatter_bytes += flat.numel() * flat.element_size();
   at::Tensor g = mine.to(at::kFloat);
@@ -366,7 +366,7 @@ std::vector<OptimParam> ShardedUnits::optim_params(
   std::vector<OptimParam> out;
   for (const auto& u : units_) {
     if (u->trains_flat) {
-      OptimParam p{u->shard, {}};
+      OptimParam p{u->shard, {}, u->name, int(&u - &units_[0])};
       for (const FlatPiece& piece : u->layout.pieces(shard_.rank())) {
         const FlatEntry& e = u->layout.entries()[piece.entry];
         if (decays(e.name, int64_t(e.shape.size())))
@@ -376,7 +376,7 @@ std::vector<OptimParam> ShardedUnits::optim_params(
     }
     for (const auto& [name, t] : u->replicated) {
       if (!t.requires_grad()) continue;
-      OptimParam p{t, {}};
+      OptimParam p{t, {}, name, -1};
       if (decays(name, t.dim())) p.decay.emplace_back(0, t.numel());
       out.push_back(std::move(p));
     }
@@ -398,8 +398,8 @@ void ShardedUnits::finish_backward() {
     std::vector<at::Tensor> flat;
     for (auto& g : grads) flat.push_back(g.reshape({-1}).to(options_.reduce_dtype));
     at::Tensor bucket = at::cat(flat);
-    all_reduce(shard_, bucket);
-    if (replicas_ != nullptr) all_reduce(*replicas_, bucket);
+    comm::all_reduce(shard_, bucket, comm::ReduceOp::sum);
+    if (replicas_ != nullptr) comm::all_reduce(*replicas_, bucket, comm::ReduceOp::sum);
     int64_t at_elem = 0;
     for (auto& g : grads) {
       g.copy_(bucket.narrow(0, at_elem, g.numel()).view(g.sizes()));
@@ -412,7 +412,7 @@ void ShardedUnits::finish_backward() {
     for (auto& u : units_) {
       if (!u->trains_flat || !u->shard.grad().defined()) continue;
       at::Tensor g = u->shard.mutable_grad();
-      all_reduce(*replicas_, g);
+      comm::all_reduce(*replicas_, g, comm::ReduceOp::sum);
       bytes += g.numel() * g.element_size();
     }
   }
@@ -435,7 +435,7 @@ double ShardedUnits::grad_norm() {
         sq += p.second.grad().to(at::kDouble).pow(2).sum().cpu();
   }
   sq = sq.to(at::kFloat).contiguous();
-  if (sliced) all_reduce(shard_, sq);
+  if (sliced) comm::all_reduce(shard_, sq, comm::ReduceOp::sum);
   return std::sqrt(sq.item<double>());
 }
 
@@ -447,7 +447,7 @@ std::vector<std::pair<std::string, at::Tensor>> ShardedUnits::gather_unit(size_t
   if (u.gathered.defined()) {
     // Gather fp32 masters (not the compute-dtype copy) so an export loses nothing.
     at::Tensor full = at::empty({u.layout.padded_numel()}, u.shard.options().requires_grad(false));
-    all_gather_async(shard_, u.shard.detach().contiguous(), full)->wait();
+    comm::all_gather_async(shard_, u.shard.detach().contiguous(), full)->wait();
     for (const FlatEntry& e : u.layout.entries())
       out.emplace_back(e.name, full.narrow(0, e.offset, e.numel).view(e.shape).to(at::kFloat));
   } else {

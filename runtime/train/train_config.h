@@ -61,6 +61,10 @@ struct LoopSection {
   int64_t log_every = 1;   // [steps]
   int64_t max_skipped_steps = 10;
   int64_t loss_chunk = 4096;  // [tokens] per logits chunk
+  int64_t checkpoint_every = 0;  // [steps]; 0 = only at the end
+  int64_t keep_checkpoints = 2;
+  std::string resume = "auto";   // auto | none | a checkpoint directory
+  int64_t stop_after = 0;        // [steps] in this job (then checkpoint and exit); 0 = no limit
   template <class F>
   void fields(F&& f) {
     f("out", out, "run directory: config.toml, metrics.jsonl, final/ (the export)");
@@ -74,6 +78,12 @@ struct LoopSection {
     f("log_every", log_every, "progress line and metrics every N steps");
     f("max_skipped_steps", max_skipped_steps, "stop after this many steps with a non-finite loss or gradient");
     f("loss_chunk", loss_chunk, "tokens per chunk of logits in the loss");
+    f("checkpoint_every", checkpoint_every, "write a checkpoint every N steps (0: only at the end)");
+    f("keep_checkpoints", keep_checkpoints, "complete checkpoints kept; older ones are removed");
+    f("resume", resume, "auto (the latest complete checkpoint in train.out, if any), none, or a "
+                        "checkpoint directory; any number of ranks can resume any checkpoint");
+    f("stop_after", stop_after, "stop after this many steps in this job, with a checkpoint "
+                                "(for time-limited allocations); 0: run to train.steps");
   }
 };
 

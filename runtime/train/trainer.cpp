@@ -17,8 +17,9 @@
 #include "runtime/comm/world.h"
 #include "runtime/peft/lora.h"
 #include "runtime/shard_model.h"
+#include "runtime/train/checkpoint.h"
 #include "runtime/train/metrics.h"
-#include "sharding/comm_tensors.h"
+#include "runtime/comm/tensor_ops.h"
 
 namespace ftune::train {
 namespace {
@@ -259,6 +260,19 @@ struct Optimizer {
     else adamw_->step({lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay});
   }
   void zero_grad() { sgd_ ? sgd_->zero_grad() : adamw_->zero_grad(); }
+  // What checkpoints save and restore.
+  OptimizerState checkpoint_view(std::vector<sharding::OptimParam>& params) {
+    OptimizerState v;
+    v.params = &params;
+    v.state = [this](size_t i) { return sgd_ ? sgd_->state(i) : adamw_->state(i); };
+    v.steps = [this] { return sgd_ ? steps_ : adamw_->steps(); };
+    v.set_steps = [this](int64_t n) {
+      steps_ = n;
+      if (adamw_) adamw_->set_steps(n);
+    };
+    return v;
+  }
+  int64_t steps_ = 0;  // SGD keeps no count of its own
   OptimSection cfg_;
   std::unique_ptr<sharding::AdamW> adamw_;
   std::unique_ptr<sharding::SGD> sgd_;
@@ -271,6 +285,21 @@ void log_eval(MetricsLog& log, const Eval& e, int64_t step, bool root) {
                  (long long)step, e.loss, e.ppl, e.acc, (long long)e.tokens);
 }
 
+DataFingerprint fingerprint(const data::ReaderConfig& d) {
+  return {d.shards, d.val_shards, d.packing, d.seq_len, d.global_batch, d.seed, d.val_fraction};
+}
+
+void log_step(MetricsLog& log, const StepResult& r, const TrainState& st, int64_t steps, double secs,
+              int64_t run_tokens, bool root) {
+  const double tok_s = double(run_tokens) / std::max(secs, 1e-9);
+  log.write(st.step, {{"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
+                      {"tokens_per_s", tok_s}, {"skipped", double(st.skipped)}});
+  if (root)
+    std::fprintf(stderr, "[train] step %lld/%lld loss %.4f lr %.3g grad_norm %.3f %.0f tok/s%s\n",
+                 (long long)st.step, (long long)steps, r.loss, r.lr, r.grad_norm, tok_s,
+                 r.skipped ? " (skipped: non-finite)" : "");
+}
+
 int train(const TrainConfig& cfg) {
   Rank rank = setup_rank(cfg);
   validate(cfg, rank.world.size);
@@ -279,37 +308,57 @@ int train(const TrainConfig& cfg) {
     std::ofstream(cfg.train.out + "/config.toml") << cfg.resolved_toml;
   }
   Run run = build_model(cfg, rank);
+  Optimizer optim(cfg, run.params);
+  OptimizerState optim_view = optim.checkpoint_view(run.params);
+  TrainState state;
+  if (auto from = checkpoint_to_resume(cfg.train.resume, cfg.train.out)) {
+    state = load_checkpoint(*from, fingerprint(cfg.data), *run.engine, optim_view, *rank.comm);
+    if (rank.root())
+      std::fprintf(stderr, "[train] resumed from %s at step %lld\n", from->c_str(), (long long)state.step);
+  }
   auto reader = data::open_reader(cfg.data, data::Split::train, rank.world.rank, rank.world.size,
-                                  std::nullopt);
+                                  std::nullopt, state.reader);
   rank.comm->set_phase(comm::Phase::step);
   MetricsLog log(rank.root() ? cfg.train.out + "/metrics.jsonl" : "");
-  Optimizer optim(cfg, run.params);
   const bool eval = has_validation(cfg.data);
-  if (eval) log_eval(log, evaluate(cfg, run, rank), 0, rank.root());
-  int64_t skipped = 0;
+  if (eval && state.step == 0) log_eval(log, evaluate(cfg, run, rank), 0, rank.root());
+  auto save = [&] {
+    rank.comm->set_phase(comm::Phase::save);
+    std::string dir = save_checkpoint(cfg.train.out, state, fingerprint(cfg.data), cfg.resolved_toml,
+                                      *run.engine, optim_view, *rank.comm, int(cfg.train.keep_checkpoints));
+    rank.comm->set_phase(comm::Phase::step);
+    if (rank.root()) std::fprintf(stderr, "[train] checkpoint %s\n", dir.c_str());
+  };
   auto t0 = std::chrono::steady_clock::now();
-  int64_t tokens = 0;
-  for (int64_t step = 0; step < cfg.train.steps; ++step) {
-    StepResult r = train_step(cfg, run, rank, *reader, optim, step);
-    tokens += r.tokens;
-    if (r.skipped && ++skipped > cfg.train.max_skipped_steps)
-      throw Error("stopping: " + std::to_string(skipped) + " steps had a non-finite loss or gradient "
-                  "(train.max_skipped_steps = " + std::to_string(cfg.train.max_skipped_steps) +
-                  "); lower optim.lr or raise train.grad_clip's effect");
+  int64_t run_tokens = 0, run_steps = 0;
+  while (state.step < cfg.train.steps) {
+    StepResult r = train_step(cfg, run, rank, *reader, optim, state.step);
+    ++state.step;
+    ++run_steps;
+    state.tokens += r.tokens;
+    run_tokens += r.tokens;
+    state.reader = reader->state();
+    if (r.skipped && ++state.skipped > cfg.train.max_skipped_steps)
+      throw Error("stopping: " + std::to_string(state.skipped) + " steps had a non-finite loss or "
+                  "gradient (train.max_skipped_steps = " + std::to_string(cfg.train.max_skipped_steps) +
+                  "); lower optim.lr or check the data");
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    if ((step + 1) % std::max<int64_t>(1, cfg.train.log_every) == 0 || step + 1 == cfg.train.steps) {
-      log.write(step + 1, {{"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
-                           {"tokens_per_s", double(tokens) / secs}, {"skipped", double(skipped)}});
+    const bool last = state.step == cfg.train.steps;
+    if (state.step % std::max<int64_t>(1, cfg.train.log_every) == 0 || last)
+      log_step(log, r, state, cfg.train.steps, secs, run_tokens, rank.root());
+    if (eval && cfg.train.eval_every > 0 && state.step % cfg.train.eval_every == 0 && !last)
+      log_eval(log, evaluate(cfg, run, rank), state.step, rank.root());
+    const bool stop = cfg.train.stop_after > 0 && run_steps >= cfg.train.stop_after && !last;
+    if (last || stop || (cfg.train.checkpoint_every > 0 && state.step % cfg.train.checkpoint_every == 0))
+      save();
+    if (stop) {
       if (rank.root())
-        std::fprintf(stderr, "[train] step %lld/%lld loss %.4f lr %.3g grad_norm %.3f %.0f tok/s%s\n",
-                     (long long)(step + 1), (long long)cfg.train.steps, r.loss, r.lr, r.grad_norm,
-                     double(tokens) / secs, r.skipped ? " (skipped: non-finite)" : "");
+        std::fprintf(stderr, "[train] stopping after %lld steps (train.stop_after); resume with the same command\n",
+                     (long long)run_steps);
+      return 0;
     }
-    if (eval && cfg.train.eval_every > 0 && (step + 1) % cfg.train.eval_every == 0 &&
-        step + 1 != cfg.train.steps)
-      log_eval(log, evaluate(cfg, run, rank), step + 1, rank.root());
   }
-  if (eval) log_eval(log, evaluate(cfg, run, rank), cfg.train.steps, rank.root());
+  if (eval && run_steps > 0) log_eval(log, evaluate(cfg, run, rank), cfg.train.steps, rank.root());
   rank.comm->set_phase(comm::Phase::save);
   const std::string final_dir = cfg.train.out + "/final";
   if (cfg.method.name == "full") export_full(cfg, run, rank, final_dir);

@@ -27,7 +27,7 @@
 #include "runtime/comm/world.h"
 #include "runtime/model/llama.h"
 #include "runtime/shard_model.h"
-#include "sharding/comm_tensors.h"
+#include "runtime/comm/tensor_ops.h"
 #include "sharding/optimizer.h"
 
 namespace {
@@ -252,7 +252,7 @@ int run(const Args& args) {
     at::Tensor loss = m->loss(in, b.labels, /*chunk_tokens=*/16) / double(b.global_targets);
     loss.backward();
     at::Tensor total = loss.detach().clone().contiguous();
-    sharding::all_reduce(*comm, total);
+    comm::all_reduce(*comm, total, comm::ReduceOp::sum);
     out["loss." + std::to_string(step)] = total;
     double norm = 0;
     if (engine) {
