@@ -4,6 +4,7 @@
 
 #include "launcher/commands.h"
 #include "launcher/torch_loader.h"
+#include "runtime/gguf_import.h"
 #include "runtime/tasks.h"
 
 namespace ftune {
@@ -25,10 +26,22 @@ void register_model_commands(CLI::App& root, cli::CommandSet& commands) {
   auto dir = std::make_shared<std::string>();
   cli::Command& info_cmd = commands.add(
       group, "info", "architecture, shapes, parameter count and bytes (config.json suffices)");
-  info_cmd.app->add_option("--model", *dir, "HF model directory")->required();
+  info_cmd.app->add_option("--model", *dir, "HF model directory, or a .gguf file")->required();
   info_cmd.run = [dir] {
-    // config.json and safetensors headers only: no LibTorch loaded.
-    std::cout << model::describe_model_dir(*dir);
+    // config.json and safetensors (or GGUF) headers only: no LibTorch loaded.
+    std::cout << (model::is_gguf_path(*dir) ? model::describe_gguf(*dir) : model::describe_model_dir(*dir));
+    return 0;
+  };
+
+  // Torch-free: dequantising and writing safetensors needs no tensors library.
+  auto import_cfg = std::make_shared<model::ModelImportConfig>();
+  auto file = std::make_shared<std::string>();
+  cli::Command& import_cmd = commands.add(
+      group, "import", "turn a GGUF file (llama.cpp) into a Hugging Face model directory");
+  import_cmd.app->add_option("file", *file, "the .gguf file")->required();
+  cli::add_section(import_cmd.app, import_cmd.sections, "import", *import_cfg, cli::ShortFlags::yes);
+  import_cmd.run = [import_cfg, file] {
+    std::cout << model::import_gguf(*file, *import_cfg) << "\n";
     return 0;
   };
 }

@@ -44,6 +44,9 @@ std::string init_model_dir(const ModelInitConfig& cfg, const std::string& out_di
 // `ftune model info`: architecture, shapes, parameter count and bytes by dtype, from
 // config.json alone when the directory has no weights.
 std::string describe_model_dir(const std::string& dir);
+// The architecture lines of `model info` (shapes, heads, rope, parameter count) for any config.
+struct ModelConfig;
+std::string describe_config(const ModelConfig& cfg);
 
 // `ftune generate`.
 struct GenerateConfig {
