@@ -108,8 +108,7 @@ def generate(path, n, system, user):
     text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     ids = tok.encode(text, add_special_tokens=False)
     with torch.no_grad():
-        out = model.generate(torch.tensor([ids]), max_new_tokens=int(n), do_sample=False,
-                             eos_token_id=None, pad_token_id=tok.eos_token_id)
+        out = model.generate(torch.tensor([ids]), max_new_tokens=int(n), do_sample=False)
     new = out[0, len(ids):].tolist()
     print(json.dumps({"prompt": ids, "ids": new, "text": tok.decode(new, skip_special_tokens=True)}))
 

@@ -1,0 +1,156 @@
+// GGUF reader and writer round trips, the q/k permutation, conversions, and `model import` /
+// `model info` on a tiny llama GGUF written with ftune's own writer.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include <nlohmann/json.hpp>
+
+#include "common/error.h"
+#include "runtime/checkpoint/gguf.h"
+#include "runtime/checkpoint/safetensors.h"
+#include "runtime/gguf_import.h"
+#include "tests/runtime/gguf_test_util.h"
+#include "tests/support/test_support.h"
+
+namespace ftune {
+namespace {
+
+using nlohmann::json;
+using test::run_ftune;
+using test::shell_quote;
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+float bits_to_float(uint32_t n) {
+  float f;
+  std::memcpy(&f, &n, 4);
+  return f;
+}
+
+TEST(Gguf, WritesAndReadsMetadataOfEveryKindAndAlignedTensors) {
+  test::TempDir dir;
+  gguf::MetadataOut md;
+  md.add_string("general.architecture", "llama");
+  md.add_u32("a.u32", 7);
+  md.add_i32("a.i32", -3);
+  md.add_f32("a.f32", 0.25f);
+  md.add_bool("a.bool", true);
+  md.add_strings("a.strings", {"x", "", "日本"});
+  md.add_i32s("a.ints", {1, -2, 3});
+  md.add_f32s("a.floats", {0.5, -1.5});
+  std::vector<float> a(32 * 3), b(5);
+  std::iota(a.begin(), a.end(), 0.0f);
+  std::iota(b.begin(), b.end(), 100.0f);
+  std::vector<gguf::TensorOut> ts = {{"a", {32, 3}, gguf::GgmlType::kF32, a.data(), a.size() * 4},
+                                     {"b", {5}, gguf::GgmlType::kF32, b.data(), b.size() * 4}};
+  gguf::write_file(dir.file("t.gguf"), md, ts, /*alignment=*/64);
+  auto f = gguf::File::open(dir.file("t.gguf"));
+  EXPECT_EQ(f->version(), 3u);
+  EXPECT_EQ(f->alignment(), 64u);
+  EXPECT_EQ(f->get_string("general.architecture"), "llama");
+  EXPECT_EQ(f->get_int("a.u32"), 7);
+  EXPECT_EQ(f->get_int("a.i32"), -3);
+  EXPECT_EQ(f->get_float("a.f32"), 0.25);
+  EXPECT_TRUE(f->get_bool("a.bool", false));
+  EXPECT_EQ(f->find_key("a.strings")->strings, (std::vector<std::string>{"x", "", "日本"}));
+  EXPECT_EQ(f->find_key("a.ints")->ints, (std::vector<int64_t>{1, -2, 3}));
+  EXPECT_EQ(f->find_key("a.floats")->floats, (std::vector<double>{0.5, -1.5}));
+  ASSERT_EQ(f->tensors().size(), 2u);
+  const gguf::TensorInfo& tb = *f->find("b");
+  EXPECT_EQ(tb.offset % 64, 0u);
+  EXPECT_EQ(f->find("a")->torch_shape(), (std::vector<int64_t>{3, 32}));
+  EXPECT_EQ(std::memcmp(f->data(tb), b.data(), 20), 0);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(f->data(tb)) % 64, 0u);  // mmapped, page-aligned base
+  EXPECT_THROW(f->get_int("a.strings"), Error);
+  EXPECT_THROW(f->get_string("missing.key"), Error);
+}
+
+TEST(Gguf, VersionTwoReadsAsThree) {
+  test::TempDir dir;
+  test::TinyGguf().write(dir.file("t.gguf"));
+  std::string bytes = test::read_file(dir.file("t.gguf"));
+  bytes[4] = 2;  // v2 and v3 share the little-endian layout
+  test::write_file(dir.file("v2.gguf"), bytes);
+  auto f = gguf::File::open(dir.file("v2.gguf"));
+  EXPECT_EQ(f->version(), 2u);
+  EXPECT_EQ(f->tensors().size(), 20u);
+}
+
+TEST(Gguf, QkPermutationRoundTripsAndInterleavesHalves) {
+  const int64_t heads = 2, head_dim = 4, cols = 3, rows = heads * head_dim;
+  std::vector<float> hf(rows * cols), gg(rows * cols), back(rows * cols);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) hf[r * cols + c] = static_cast<float>(r * 10 + c);
+  model::permute_qk_rows(hf.data(), gg.data(), rows, cols, heads, /*to_gguf=*/true);
+  // Head 0's HF rows 0,1 | 2,3 (the two rotary halves) become GGUF rows 0,2 | 1,3.
+  EXPECT_EQ(gg[0 * cols], 0.0f);
+  EXPECT_EQ(gg[1 * cols], 20.0f);
+  EXPECT_EQ(gg[2 * cols], 10.0f);
+  EXPECT_EQ(gg[3 * cols], 30.0f);
+  EXPECT_EQ(gg[4 * cols], 40.0f);
+  model::permute_qk_rows(gg.data(), back.data(), rows, cols, heads, /*to_gguf=*/false);
+  EXPECT_EQ(back, hf);
+}
+
+TEST(Gguf, HalfAndBf16ConversionsRoundToNearestEven) {
+  EXPECT_EQ(gguf::float_to_half(1.0f), 0x3C00);
+  EXPECT_EQ(gguf::half_to_float(0xC000), -2.0f);
+  EXPECT_EQ(gguf::float_to_half(65520.0f), 0x7C00);  // rounds up to +inf
+  EXPECT_EQ(gguf::half_to_float(0x0001), std::ldexp(1.0f, -24));  // smallest subnormal
+  EXPECT_EQ(gguf::float_to_bf16(1.0f), 0x3F80);
+  EXPECT_EQ(gguf::float_to_bf16(bits_to_float(0x3F808000)), 0x3F80);  // tie to even (down)
+  EXPECT_EQ(gguf::float_to_bf16(bits_to_float(0x3F818000)), 0x3F82);  // tie to even (up)
+  EXPECT_EQ(gguf::bf16_to_float(0x4040), 3.0f);
+}
+
+TEST(Gguf, NameMappingBothWays) {
+  EXPECT_EQ(model::hf_tensor_name("blk.12.attn_q.weight"), "model.layers.12.self_attn.q_proj.weight");
+  EXPECT_EQ(model::hf_tensor_name("blk.0.ffn_norm.weight"), "model.layers.0.post_attention_layernorm.weight");
+  EXPECT_EQ(model::hf_tensor_name("token_embd.weight"), "model.embed_tokens.weight");
+  EXPECT_EQ(model::hf_tensor_name("output.weight"), "lm_head.weight");
+  EXPECT_EQ(model::hf_tensor_name("blk.0.attn_qkv.weight"), "");
+  EXPECT_EQ(model::gguf_tensor_name("model.layers.3.mlp.down_proj.weight"), "blk.3.ffn_down.weight");
+  EXPECT_EQ(model::gguf_tensor_name("model.norm.weight"), "output_norm.weight");
+}
+
+TEST(GgufImport, TinyModelImportsWithTokenizerAndInfo) {
+  test::TempDir dir;
+  test::TinyGguf tiny;
+  tiny.tied = false;
+  tiny.write(dir.file("tiny.gguf"));
+  auto r = run_ftune("model import " + shell_quote(dir.file("tiny.gguf")) + " --out " +
+                     shell_quote(dir.file("m")) + " --dtype bfloat16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "bfloat16")) << r.output;
+  const json cfg = json::parse(test::read_file(dir.file("m/config.json")));
+  EXPECT_EQ(cfg["hidden_size"], 64);
+  EXPECT_EQ(cfg["num_key_value_heads"], 2);
+  EXPECT_EQ(cfg["head_dim"], 16);
+  EXPECT_EQ(cfg["vocab_size"], tiny.vocab());
+  EXPECT_EQ(cfg["tie_word_embeddings"], false);
+  EXPECT_EQ(cfg["dtype"], "bfloat16");
+  EXPECT_EQ(cfg["bos_token_id"], 1);
+  auto st = st::SafetensorsFile::open(dir.file("m/model.safetensors"));
+  ASSERT_NE(st->find("lm_head.weight"), nullptr);
+  EXPECT_EQ(st->find("lm_head.weight")->dtype, st::DType::BF16);
+  EXPECT_EQ(st->find("model.layers.1.self_attn.k_proj.weight")->shape, (std::vector<int64_t>{32, 64}));
+  const json tc = json::parse(test::read_file(dir.file("m/tokenizer_config.json")));
+  EXPECT_EQ(tc["eos_token"], "<|im_end|>");
+  EXPECT_TRUE(contains(tc["chat_template"].get<std::string>(), "<|im_start|>assistant"));
+  // The imported tokenizer works with the data tools.
+  test::write_file(dir.file("in.jsonl"), "{\"text\": \"<|im_start|>the t\"}\n");
+  auto enc = run_ftune("data encode --tokenizer " + shell_quote(dir.file("m")) + " " + shell_quote(dir.file("in.jsonl")));
+  ASSERT_EQ(enc.exit_code, 0) << enc.output;
+  EXPECT_TRUE(contains(enc.output, "[1,")) << enc.output;  // <|im_start|> kept whole
+  auto info = run_ftune("model info --model " + shell_quote(dir.file("tiny.gguf")));
+  ASSERT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_TRUE(contains(info.output, "GGUF v3, 21 tensors")) << info.output;
+  EXPECT_TRUE(contains(info.output, "Q8_0:")) << info.output;
+  EXPECT_TRUE(contains(info.output, "tied embeddings: no")) << info.output;
+}
+
+}  // namespace
+}  // namespace ftune
