@@ -3,11 +3,10 @@
   quant OUT                 OUT/quants.gguf: one [2, 512] tensor per type ftune dequantises (the
                             gguf quantiser where it has one, random blocks with finite scales
                             otherwise) and OUT/<TYPE>.f32, gguf.quants.dequantize's float32 bytes.
-  weights GGUF DIR          compares every tensor of transformers' model loaded from GGUF with
-                            DIR/model.safetensors (ftune's import), bit for bit; prints JSON.
-  tokenizer GGUF CORPUS OUT ids of transformers' GGUF tokenizer for each line of CORPUS (JSONL with
-                            "text"), and apply_chat_template renders; writes JSON to OUT.
-  generate GGUF N SYSTEM USER  greedy ids (N new tokens, float32) through the chat template; prints JSON.
+  reference GGUF CORPUS OUT from one load of transformers' GGUF model and tokenizer: the SHA-256
+                            of every tensor's float32 bytes, the ids of each line of CORPUS (JSONL
+                            with "text"), apply_chat_template renders, and 32 greedy tokens through
+                            the chat template; JSON written to OUT.
   read-back GGUF DIR        reads ftune's exported GGUF with gguf's reader and transformers and
                             compares with DIR (ftune's HF directory); prints JSON.
 """
@@ -62,55 +61,41 @@ def hf_tokenizer(path):
     return AutoTokenizer.from_pretrained(d, gguf_file=f)
 
 
-def weights(path, ours_dir):
-    from safetensors.numpy import load_file
-    model = hf_model(path)
-    ours = load_file(os.path.join(ours_dir, "model.safetensors"))
-    ref = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    if model.config.tie_word_embeddings:
-        ref.pop("lm_head.weight", None)
-    diff = []
-    for k, v in ref.items():
-        if k not in ours:
-            diff.append(f"{k}: missing in ftune's import")
-        elif ours[k].shape != v.shape:
-            diff.append(f"{k}: shape {ours[k].shape} vs {v.shape}")
-        elif ours[k].tobytes() != v.astype(np.float32).tobytes():
-            n = int((ours[k].view(np.uint32) != v.astype(np.float32).view(np.uint32)).sum())
-            diff.append(f"{k}: {n} values differ")
-    extra = sorted(set(ours) - set(ref))
-    print(json.dumps({"tensors": len(ref), "differ": diff, "extra": extra,
-                      "tie_word_embeddings": bool(model.config.tie_word_embeddings)}))
+CHATS = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "2+2?"}],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! \U0001F44B"},
+     {"role": "user", "content": "\u65e5\u672c\u8a9e\u3067\u7b54\u3048\u3066"}],
+]
+GENERATE = {"system": "You are a poet.", "user": "Write a short poem about the sea.", "new_tokens": 32}
 
 
-def tokenizer(path, corpus, out):
-    tok = hf_tokenizer(path)
-    ids = []
-    with open(corpus, encoding="utf-8") as f:
-        for line in f:
-            ids.append(tok.encode(json.loads(line)["text"], add_special_tokens=True))
-    chats = [
-        [{"role": "user", "content": "What is the capital of France?"}],
-        [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "2+2?"}],
-        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello! 👋"},
-         {"role": "user", "content": "日本語で答えて"}],
-    ]
-    renders = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in chats]
-    with open(out, "w", encoding="utf-8") as f:
-        json.dump({"ids": ids, "chats": chats, "renders": renders}, f, ensure_ascii=False)
-
-
-def generate(path, n, system, user):
+def reference(path, corpus, out):
+    """Everything the real-file tests compare with, from one load of transformers."""
+    import hashlib
     import torch
     tok = hf_tokenizer(path)
     model = hf_model(path)
-    msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": user}]
-    text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    ids = tok.encode(text, add_special_tokens=False)
+    weights = {k: hashlib.sha256(v.detach().contiguous().numpy().astype(np.float32).tobytes()).hexdigest()
+               for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        weights.pop("lm_head.weight", None)
+    with open(corpus, encoding="utf-8") as f:
+        ids = [tok.encode(json.loads(line)["text"], add_special_tokens=True) for line in f]
+    renders = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in CHATS]
+    g = GENERATE
+    msgs = [{"role": "system", "content": g["system"]}, {"role": "user", "content": g["user"]}]
+    prompt = tok.encode(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True),
+                        add_special_tokens=False)
     with torch.no_grad():
-        out = model.generate(torch.tensor([ids]), max_new_tokens=int(n), do_sample=False)
-    new = out[0, len(ids):].tolist()
-    print(json.dumps({"prompt": ids, "ids": new, "text": tok.decode(new, skip_special_tokens=True)}))
+        seq = model.generate(torch.tensor([prompt]), max_new_tokens=g["new_tokens"], do_sample=False)
+    new = seq[0, len(prompt):].tolist()
+    with open(out + ".tmp", "w", encoding="utf-8") as f:
+        json.dump({"weights": weights, "tie_word_embeddings": bool(model.config.tie_word_embeddings),
+                   "ids": ids, "chats": CHATS, "renders": renders,
+                   "generate": dict(g, ids=new, text=tok.decode(new, skip_special_tokens=True))},
+                  f, ensure_ascii=False)
+    os.replace(out + ".tmp", out)
 
 
 def read_back(path, ours_dir):
@@ -143,5 +128,4 @@ def read_back(path, ours_dir):
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"quant": quant, "weights": weights, "tokenizer": tokenizer, "generate": generate,
-     "read-back": read_back}[cmd](*args)
+    {"quant": quant, "reference": reference, "read-back": read_back}[cmd](*args)

