@@ -84,14 +84,12 @@ std::string write_byte_tokenizer(const ModelInitConfig& c, const ModelConfig& cf
 }
 
 // tokenizer.json and the files transformers' AutoTokenizer reads beside it (ours reads
-// tokenizer_config.json too), so the copy behaves as the original.
+// tokenizer_config.json and the chat template files too), so the copy behaves as the original.
 void copy_tokenizer_files(const data::Tokenizer& tok, const std::string& out_dir) {
   const fs::path from_dir = fs::path(tok.path()).parent_path();
-  const std::pair<fs::path, const char*> files[] = {
-      {tok.path(), "tokenizer.json"},
-      {from_dir / "tokenizer_config.json", "tokenizer_config.json"},
-      {from_dir / "special_tokens_map.json", "special_tokens_map.json"}};
-  for (const auto& [from, name] : files) {
+  for (const std::string& name : data::tokenizer_file_names()) {
+    // --model.tokenizer may name the tokenizer.json file itself, under any name.
+    const fs::path from = name == "tokenizer.json" ? fs::path(tok.path()) : from_dir / name;
     const fs::path to = fs::path(out_dir) / name;
     if (!fs::exists(from)) continue;
     // Writing a file onto itself would truncate it first (--out is the tokenizer's directory).
