@@ -1,9 +1,10 @@
-// `ftune model init` and `ftune model info`: write a random HF model, describe one.
+// `ftune model init|info|import|export`: write a random HF model, describe one, GGUF in and out.
 #include <iostream>
 #include <memory>
 
 #include "launcher/commands.h"
 #include "launcher/torch_loader.h"
+#include "runtime/gguf_export.h"
 #include "runtime/gguf_import.h"
 #include "runtime/tasks.h"
 
@@ -42,6 +43,15 @@ void register_model_commands(CLI::App& root, cli::CommandSet& commands) {
   cli::add_section(import_cmd.app, import_cmd.sections, "import", *import_cfg, cli::ShortFlags::yes);
   import_cmd.run = [import_cfg, file] {
     std::cout << model::import_gguf(*file, *import_cfg) << "\n";
+    return 0;
+  };
+
+  auto export_cfg = std::make_shared<model::ModelExportConfig>();
+  cli::Command& export_cmd =
+      commands.add(group, "export", "write a Hugging Face llama directory as a GGUF file (llama.cpp)");
+  cli::add_section(export_cmd.app, export_cmd.sections, "export", *export_cfg, cli::ShortFlags::yes);
+  export_cmd.run = [export_cfg] {
+    std::cout << model::export_gguf(*export_cfg) << "\n";
     return 0;
   };
 }

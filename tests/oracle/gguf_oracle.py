@@ -7,8 +7,10 @@
                             of every tensor's float32 bytes, the ids of each line of CORPUS (JSONL
                             with "text"), apply_chat_template renders, and 32 greedy tokens through
                             the chat template; JSON written to OUT.
-  read-back GGUF DIR        reads ftune's exported GGUF with gguf's reader and transformers and
-                            compares with DIR (ftune's HF directory); prints JSON.
+  read-back DIR GGUF REIMPORT [GGUF REIMPORT ...]
+                            ftune's exports of DIR read by gguf's reader (tensor bytes vs what DIR
+                            implies) and by transformers (tensors vs ftune's re-import REIMPORT,
+                            tokenizer ids vs DIR's); prints JSON, one entry per file.
 """
 import json
 import os
@@ -98,32 +100,67 @@ def reference(path, corpus, out):
     os.replace(out + ".tmp", out)
 
 
-def read_back(path, ours_dir):
+LAYER_NAMES = {"attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+               "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+               "ffn_down": "mlp.down_proj", "attn_norm": "input_layernorm",
+               "ffn_norm": "post_attention_layernorm"}
+TOP_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
+TEXTS = ["Hello world! the theater", "<|im_start|>user\nhi<|im_end|>", "  spaces\tand 123 digits", "日本語 👋"]
+
+
+def hf_name(name):
+    parts = name.split(".")
+    if parts[0] == "blk":
+        return f"model.layers.{parts[1]}.{LAYER_NAMES[parts[2]]}.{parts[3]}"
+    return f"{TOP_NAMES[parts[0]]}.{parts[1]}"
+
+
+def llama_cpp_permute(w, n_head):
+    """llama.cpp's convert_hf_to_gguf.py LlamaModel.permute (HF rotary halves -> interleaved)."""
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def read_back(source_dir, *pairs):
+    """For each (GGUF, REIMPORT) pair: gguf's reader sees the tensors the source directory implies
+    (f32/f16/bf16 bit for bit, Q8_0 equal to gguf's quantiser), transformers loads the file to the
+    same tensors ftune re-imports, and its tokenizer encodes as the source directory's."""
     import gguf
-    from gguf import quants
+    from gguf import GGMLQuantizationType as T, quants
     from safetensors.numpy import load_file
-    r = gguf.GGUFReader(path)
-    ours = load_file(os.path.join(ours_dir, "model.safetensors"))
-    types = {}
-    for t in r.tensors:
-        types[t.name] = t.tensor_type.name
-    model = hf_model(path)
-    ref = {k: v.detach().numpy() for k, v in model.state_dict().items()}
-    diff = []
-    for k, v in ours.items():
-        if k not in ref:
-            diff.append(f"{k}: missing in transformers' load")
-        elif ref[k].astype(np.float32).tobytes() != v.astype(np.float32).tobytes():
-            diff.append(f"{k}: values differ")
-    # The Q8_0 blocks ftune wrote, against gguf's quantiser on ftune's float32 values.
-    q8 = []
-    for t in r.tensors:
-        if t.tensor_type.name != "Q8_0":
-            continue
-        hf = next(k for k in ours if k.endswith(t.name.split(".", 2)[-1]) or True)
-        q8.append(t.name)
-    print(json.dumps({"tensors": len(r.tensors), "types": sorted(set(types.values())), "differ": diff,
-                      "architecture": bytes(r.fields["general.architecture"].parts[-1]).decode()}))
+    from transformers import AutoTokenizer
+    src = load_file(os.path.join(source_dir, "model.safetensors"))
+    cfg = json.load(open(os.path.join(source_dir, "config.json")))
+    src_tok = AutoTokenizer.from_pretrained(source_dir)
+    results = []
+    for path, reimport in zip(pairs[0::2], pairs[1::2]):
+        r = gguf.GGUFReader(path)
+        diff, types = [], set()
+        for t in r.tensors:
+            x = src[hf_name(t.name)].astype(np.float32)
+            if ".attn_q." in t.name:
+                x = llama_cpp_permute(x, cfg["num_attention_heads"])
+            elif ".attn_k." in t.name:
+                x = llama_cpp_permute(x, cfg["num_key_value_heads"])
+            qt = T(t.tensor_type)
+            types.add(qt.name)
+            want = x.tobytes() if qt == T.F32 else (x.astype(np.float16).tobytes() if qt == T.F16 else
+                                                   quants.quantize(x, qt).tobytes())
+            if bytes(t.data.tobytes()) != want:
+                diff.append(f"{t.name} ({qt.name}): bytes differ from the source")
+        model = hf_model(path)
+        ours = load_file(os.path.join(reimport, "model.safetensors"))
+        ref = {k: v.detach().numpy() for k, v in model.state_dict().items()}
+        if model.config.tie_word_embeddings:
+            ref.pop("lm_head.weight", None)
+        for k, v in ref.items():
+            if k not in ours or ours[k].tobytes() != v.astype(np.float32).tobytes():
+                diff.append(f"{k}: transformers' load differs from ftune's re-import")
+        tok = hf_tokenizer(path)
+        ids_equal = all(tok.encode(s) == src_tok.encode(s) for s in TEXTS)
+        results.append({"file": path, "tensors": len(r.tensors), "types": sorted(types), "differ": diff,
+                        "transformers_tensors": len(ref), "tokenizer_ids_equal": ids_equal,
+                        "architecture": bytes(r.fields["general.architecture"].parts[-1]).decode()})
+    print(json.dumps(results))
 
 
 if __name__ == "__main__":

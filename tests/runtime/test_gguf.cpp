@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <numeric>
 
 #include <nlohmann/json.hpp>
@@ -150,6 +152,59 @@ TEST(GgufImport, TinyModelImportsWithTokenizerAndInfo) {
   EXPECT_TRUE(contains(info.output, "GGUF v3, 21 tensors")) << info.output;
   EXPECT_TRUE(contains(info.output, "Q8_0:")) << info.output;
   EXPECT_TRUE(contains(info.output, "tied embeddings: no")) << info.output;
+}
+
+TEST(GgufExport, ImportExportImportKeepsTensorsAndTokenizer) {
+  test::TempDir dir;
+  test::TinyGguf().write(dir.file("tiny.gguf"));
+  const std::string a = shell_quote(dir.file("a")), b = shell_quote(dir.file("b"));
+  ASSERT_EQ(run_ftune("model import " + shell_quote(dir.file("tiny.gguf")) + " --out " + a).exit_code, 0);
+  auto e = run_ftune("model export --model " + a + " --dtype f32 --out " + shell_quote(dir.file("x.gguf")));
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  EXPECT_TRUE(contains(e.output, "20 tensors")) << e.output;
+  ASSERT_EQ(run_ftune("model import " + shell_quote(dir.file("x.gguf")) + " --out " + b).exit_code, 0);
+  auto fa = st::SafetensorsFile::open(dir.file("a/model.safetensors"));
+  auto fb = st::SafetensorsFile::open(dir.file("b/model.safetensors"));
+  ASSERT_EQ(fa->tensors().size(), 20u);
+  ASSERT_EQ(fb->tensors().size(), 20u);
+  for (const auto& t : fa->tensors()) {
+    const st::TensorInfo* u = fb->find(t.name);
+    ASSERT_NE(u, nullptr) << t.name;
+    EXPECT_EQ(u->shape, t.shape);
+    EXPECT_EQ(std::memcmp(fa->data(t), fb->data(*u), t.nbytes()), 0) << t.name;
+  }
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "config.json"})
+    EXPECT_EQ(test::read_file(dir.file(std::string("a/") + f)), test::read_file(dir.file(std::string("b/") + f))) << f;
+  // The export is a valid GGUF with the llama metadata llama.cpp needs, the q/k rows permuted.
+  auto g = gguf::File::open(dir.file("x.gguf"));
+  EXPECT_EQ(g->get_string("general.architecture"), "llama");
+  EXPECT_EQ(g->get_int("llama.attention.head_count_kv"), 2);
+  EXPECT_EQ(g->get_string("tokenizer.ggml.model"), "gpt2");
+  EXPECT_EQ(g->get_int("tokenizer.ggml.eos_token_id"), 2);
+  EXPECT_EQ(g->find(std::string("output.weight")), nullptr);  // tied
+  const gguf::TensorInfo* q = g->find(std::string("blk.0.attn_q.weight"));
+  const st::TensorInfo* hq = fa->find("model.layers.0.self_attn.q_proj.weight");
+  ASSERT_TRUE(q && hq);
+  // GGUF row 1 of head 0 is HF row head_dim/2 (= 8): the second rotary half's first row.
+  EXPECT_EQ(std::memcmp(g->data(*q) + 64 * 4, fa->data(*hq) + 8 * 64 * 4, 64 * 4), 0);
+}
+
+TEST(GgufExport, RefusesWhatGgufCannotCarry) {
+  test::TempDir dir;
+  test::TinyGguf().write(dir.file("tiny.gguf"));
+  const std::string m = shell_quote(dir.file("m"));
+  ASSERT_EQ(run_ftune("model import " + shell_quote(dir.file("tiny.gguf")) + " --out " + m).exit_code, 0);
+  auto bad = run_ftune("model export --model " + m + " --dtype q4_k --out " + shell_quote(dir.file("x.gguf")));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_TRUE(contains(bad.output, "--dtype 'q4_k' is not one of f32, f16, bf16, q8_0")) << bad.output;
+  auto fmt = run_ftune("model export --model " + m + " --format onnx --out " + shell_quote(dir.file("x.gguf")));
+  EXPECT_NE(fmt.exit_code, 0);
+  EXPECT_TRUE(contains(fmt.output, "--format 'onnx'")) << fmt.output;
+  std::remove(dir.file("m/tokenizer.json").c_str());
+  auto notok = run_ftune("model export --model " + m + " --out " + shell_quote(dir.file("x.gguf")));
+  EXPECT_NE(notok.exit_code, 0);
+  EXPECT_TRUE(contains(notok.output, "has no tokenizer.json")) << notok.output;
+  EXPECT_FALSE(std::ifstream(dir.file("x.gguf")).good());  // nothing half-written
 }
 
 }  // namespace

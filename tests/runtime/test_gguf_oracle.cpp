@@ -3,6 +3,7 @@
 // loader: weights, tokenizer ids, chat template renders and greedy chat generation.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -15,6 +16,7 @@
 #include "data/tokenizer/tokenizer.h"
 #include "runtime/checkpoint/gguf.h"
 #include "runtime/checkpoint/safetensors.h"
+#include "tests/runtime/gguf_test_util.h"
 #include "tests/support/test_support.h"
 
 namespace ftune {
@@ -68,6 +70,44 @@ TEST(GgufOracle, EveryDequantiserMatchesGgufBitForBit) {
     ++checked;
   }
   EXPECT_EQ(checked, 9);
+}
+
+// ftune's exports (every dtype) of a tiny imported model, read back by the gguf package (tensor
+// bytes: f32/f16/bf16 exactly the source's, Q8_0 equal to gguf's quantiser) and by transformers
+// (the tensors ftune re-imports, the source directory's tokenizer ids).
+TEST(GgufOracle, ExportIsReadBackByGgufAndTransformers) {
+  test::TempDir dir;
+  test::TinyGguf tiny;
+  tiny.tied = false;
+  tiny.write(dir.file("tiny.gguf"));
+  auto imp = run_ftune("model import " + shell_quote(dir.file("tiny.gguf")) + " --out " + shell_quote(dir.file("src")));
+  ASSERT_EQ(imp.exit_code, 0) << imp.output;
+  std::string pairs;
+  const std::vector<std::string> dtypes = {"f32", "f16", "bf16", "q8_0"};
+  for (const std::string& d : dtypes) {
+    const std::string file = dir.file(d + ".gguf"), back = dir.file("rt-" + d);
+    auto e = run_ftune("model export --model " + shell_quote(dir.file("src")) + " --format gguf --dtype " + d +
+                       " --out " + shell_quote(file));
+    ASSERT_EQ(e.exit_code, 0) << e.output;
+    auto i = run_ftune("model import " + shell_quote(file) + " --out " + shell_quote(back));
+    ASSERT_EQ(i.exit_code, 0) << i.output;
+    pairs += " " + shell_quote(file) + " " + shell_quote(back);
+  }
+  auto r = run_oracle("gguf_oracle.py", "read-back " + shell_quote(dir.file("src")) + pairs);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json results = json::parse(r.output.substr(r.output.rfind("[{")));
+  ASSERT_EQ(results.size(), dtypes.size());
+  const char* matrix_types[] = {"F32", "F16", "BF16", "Q8_0"};
+  for (size_t k = 0; k < results.size(); ++k) {
+    const json& e = results[k];
+    EXPECT_EQ(e["architecture"], "llama");
+    EXPECT_EQ(e["tensors"], 21);
+    EXPECT_EQ(e["transformers_tensors"], 21);
+    EXPECT_TRUE(e["differ"].empty()) << dtypes[k] << ": " << e["differ"].dump(1);
+    EXPECT_TRUE(e["tokenizer_ids_equal"].get<bool>()) << dtypes[k];
+    const auto types = e["types"].get<std::vector<std::string>>();
+    EXPECT_NE(std::find(types.begin(), types.end(), matrix_types[k]), types.end()) << e["types"].dump();
+  }
 }
 
 // The multi-script corpus of the tokenizer tests plus GGUF-specific lines (special-token strings,
@@ -185,6 +225,26 @@ TEST_F(RealGguf, GreedyChatEqualsTransformersFor32Tokens) {
   const json j = last_json(ours.output);
   EXPECT_EQ(j["ids"], g["ids"]);
   EXPECT_EQ(j["text"], g["text"]);
+}
+
+// import -> export (f32) -> import gives the same tensors and the same tokenizer files.
+TEST_F(RealGguf, ImportExportImportIsIdentity) {
+  test::TempDir tmp;
+  auto e = run_ftune("model export --model " + shell_quote(model_) + " --dtype f32 --out " + shell_quote(tmp.file("x.gguf")));
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  auto i = run_ftune("model import " + shell_quote(tmp.file("x.gguf")) + " --out " + shell_quote(tmp.file("m")));
+  ASSERT_EQ(i.exit_code, 0) << i.output;
+  auto a = st::SafetensorsFile::open(model_ + "/model.safetensors");
+  auto b = st::SafetensorsFile::open(tmp.file("m/model.safetensors"));
+  ASSERT_EQ(a->tensors().size(), b->tensors().size());
+  for (const auto& t : a->tensors()) {
+    const st::TensorInfo* u = b->find(t.name);
+    ASSERT_NE(u, nullptr) << t.name;
+    ASSERT_EQ(u->nbytes(), t.nbytes()) << t.name;
+    EXPECT_EQ(std::memcmp(a->data(t), b->data(*u), t.nbytes()), 0) << t.name;
+  }
+  for (const char* f : {"tokenizer.json", "tokenizer_config.json", "config.json"})
+    EXPECT_EQ(test::read_file(model_ + "/" + f), test::read_file(tmp.file(std::string("m/") + f))) << f;
 }
 
 }  // namespace
