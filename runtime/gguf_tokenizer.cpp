@@ -227,7 +227,8 @@ TokenizerFiles gguf_tokenizer_files(const gguf::File& f) {
                                                 {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
     json vocab = json::object();
     for (size_t i = 0; i < m.tokens.size(); ++i) vocab[m.tokens[i]] = i;
-    tok["model"] = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", "<unk>"}, {"continuing_subword_prefix", nullptr},
+    // unk_token null as transformers' LlamaTokenizer writes it: byte fallback covers every byte.
+    tok["model"] = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
                     {"end_of_word_suffix", nullptr}, {"fuse_unk", true}, {"byte_fallback", true},
                     {"ignore_merges", false}, {"vocab", vocab},
                     {"merges", m.has_merges ? json::array() : sentencepiece_merges(m)}};
@@ -244,9 +245,14 @@ TokenizerFiles gguf_tokenizer_files(const gguf::File& f) {
   // Control tokens become special added tokens, user-defined ones plain added tokens, as in
   // transformers (a byte-level "control" token outside the byte alphabet is a llama.cpp mislabel
   // and stays out).
+  // transformers' LlamaTokenizer also makes its unk token special (a SentencePiece <unk> is type
+  // UNKNOWN, not CONTROL).
+  int64_t unk = -1;
+  if (m.model == "llama" && f.find_key("tokenizer.ggml.unknown_token_id")) unk = f.get_int("tokenizer.ggml.unknown_token_id");
   json added = json::array();
   for (size_t i = 0; i < m.types.size(); ++i) {
-    const bool control = m.types[i] == kControl && (m.model != "gpt2" || alphabet.spelled(m.tokens[i]));
+    const bool control = (m.types[i] == kControl && (m.model != "gpt2" || alphabet.spelled(m.tokens[i]))) ||
+                         static_cast<int64_t>(i) == unk;
     if (control || m.types[i] == kUserDefined) added.push_back(added_token(i, m.tokens[i], control));
   }
   tok["added_tokens"] = added;

@@ -11,6 +11,8 @@
                             ftune's exports of DIR read by gguf's reader (tensor bytes vs what DIR
                             implies) and by transformers (tensors vs ftune's re-import REIMPORT,
                             tokenizer ids vs DIR's); prints JSON, one entry per file.
+  sp-gguf OUT CORPUS REF    OUT: a tiny llama GGUF with a SentencePiece BPE tokenizer trained on
+                            CORPUS; REF: transformers' ids for each line from that file.
 """
 import json
 import os
@@ -163,6 +165,59 @@ def read_back(source_dir, *pairs):
     print(json.dumps(results))
 
 
+def sp_gguf(out, corpus, ref):
+    """A tiny llama GGUF whose tokenizer is a SentencePiece BPE model (byte fallback) trained here,
+    written as llama.cpp's converter writes one (pieces, scores, token types), and transformers'
+    ids for each line of CORPUS from that file."""
+    import io
+    import gguf
+    import sentencepiece as spm
+    texts = [json.loads(line)["text"] for line in open(corpus, encoding="utf-8")]
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts * 20), model_writer=model, vocab_size=1000,
+                                   model_type="bpe", byte_fallback=True, character_coverage=0.995,
+                                   user_defined_symbols=["<|user|>"], minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    tokens, scores, types = [], [], []
+    for i in range(sp.vocab_size()):
+        tokens.append(sp.id_to_piece(i))
+        scores.append(sp.get_score(i))
+        types.append(2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 6 if sp.is_byte(i) else
+                     5 if sp.is_unused(i) else 4 if tokens[-1] == "<|user|>" else 1)
+    n, h, f, heads, kv = len(tokens), 64, 96, 4, 2
+    w = gguf.GGUFWriter(out, "llama")
+    for key, v in [("block_count", 1), ("context_length", 128), ("embedding_length", h),
+                   ("feed_forward_length", f), ("attention.head_count", heads),
+                   ("attention.head_count_kv", kv), ("rope.dimension_count", h // heads), ("vocab_size", n)]:
+        w.add_uint32(f"llama.{key}", v)
+    w.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-5)
+    w.add_float32("llama.rope.freq_base", 10000.0)
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores(scores)
+    w.add_token_types(types)
+    w.add_bos_token_id(sp.bos_id())
+    w.add_eos_token_id(sp.eos_id())
+    w.add_unk_token_id(sp.unk_id())
+    w.add_add_bos_token(True)
+    rng = np.random.default_rng(1)
+    shapes = {"token_embd.weight": (n, h), "output_norm.weight": (h,), "blk.0.attn_norm.weight": (h,),
+              "blk.0.ffn_norm.weight": (h,), "blk.0.attn_q.weight": (h, h), "blk.0.attn_k.weight": (h // 2, h),
+              "blk.0.attn_v.weight": (h // 2, h), "blk.0.attn_output.weight": (h, h),
+              "blk.0.ffn_gate.weight": (f, h), "blk.0.ffn_up.weight": (f, h), "blk.0.ffn_down.weight": (h, f)}
+    for name, shape in shapes.items():
+        w.add_tensor(name, rng.standard_normal(shape).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    tok = hf_tokenizer(out)
+    with open(ref, "w", encoding="utf-8") as fo:
+        json.dump({"ids": [tok.encode(t) for t in texts], "sentencepiece": [sp.encode(t) for t in texts],
+                   "decoded": [tok.decode(tok.encode(t), skip_special_tokens=True) for t in texts],
+                   "tokenizer": json.loads(tok.backend_tokenizer.to_str())}, fo, ensure_ascii=False)
+
+
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
-    {"quant": quant, "reference": reference, "read-back": read_back}[cmd](*args)
+    {"quant": quant, "reference": reference, "read-back": read_back, "sp-gguf": sp_gguf}[cmd](*args)

@@ -72,6 +72,43 @@ TEST(GgufOracle, EveryDequantiserMatchesGgufBitForBit) {
   EXPECT_EQ(checked, 9);
 }
 
+// The multi-script corpus of the tokenizer tests plus GGUF-specific lines (special-token strings,
+// emoji, code, digit and whitespace runs).
+std::string corpus_text() {
+  return test::read_file(test::source_dir() + "/tests/data/fixtures/tok_corpus.jsonl") +
+         test::read_file(test::source_dir() + "/tests/runtime/fixtures/gguf_corpus.jsonl");
+}
+
+// The `llama` tokenizer model (SentencePiece BPE with scores and byte fallback): a tiny GGUF
+// written by the gguf package with a vocabulary trained by sentencepiece; ftune's rebuilt
+// tokenizer encodes and decodes as transformers' tokenizer read from the same file.
+TEST(GgufOracle, SentencePieceTokenizerMatchesTransformers) {
+  test::TempDir dir;
+  const std::string corpus = dir.file("corpus.jsonl");
+  test::write_file(corpus, corpus_text());
+  auto r = run_oracle("gguf_oracle.py", "sp-gguf " + shell_quote(dir.file("sp.gguf")) + " " + shell_quote(corpus) +
+                                            " " + shell_quote(dir.file("ref.json")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto imp = run_ftune("model import " + shell_quote(dir.file("sp.gguf")) + " --out " + shell_quote(dir.file("m")));
+  ASSERT_EQ(imp.exit_code, 0) << imp.output;
+  const json ref = json::parse(test::read_file(dir.file("ref.json")));
+  auto tok = data::Tokenizer::load(dir.file("m"));
+  std::ifstream in(corpus);
+  std::string line;
+  size_t i = 0, byte_fallbacks = 0;
+  while (std::getline(in, line)) {
+    const std::string text = json::parse(line)["text"];
+    const std::vector<int32_t> ids = tok->encode(text, /*add_special_tokens=*/true);
+    ASSERT_LT(i, ref["ids"].size());
+    EXPECT_EQ(ids, ref["ids"][i].get<std::vector<int32_t>>()) << "line " << i + 1 << ": " << text;
+    EXPECT_EQ(tok->decode(ids, /*skip_special_tokens=*/true), ref["decoded"][i].get<std::string>()) << i + 1;
+    for (int32_t id : ids) byte_fallbacks += tok->id_to_token(id).rfind("<0x", 0) == 0;
+    ++i;
+  }
+  EXPECT_EQ(i, ref["ids"].size());
+  EXPECT_GT(byte_fallbacks, 0u);  // the corpus reaches the byte pieces
+}
+
 // ftune's exports (every dtype) of a tiny imported model, read back by the gguf package (tensor
 // bytes: f32/f16/bf16 exactly the source's, Q8_0 equal to gguf's quantiser) and by transformers
 // (the tensors ftune re-imports, the source directory's tokenizer ids).
@@ -108,13 +145,6 @@ TEST(GgufOracle, ExportIsReadBackByGgufAndTransformers) {
     const auto types = e["types"].get<std::vector<std::string>>();
     EXPECT_NE(std::find(types.begin(), types.end(), matrix_types[k]), types.end()) << e["types"].dump();
   }
-}
-
-// The multi-script corpus of the tokenizer tests plus GGUF-specific lines (special-token strings,
-// emoji, code, digit and whitespace runs).
-std::string corpus_text() {
-  return test::read_file(test::source_dir() + "/tests/data/fixtures/tok_corpus.jsonl") +
-         test::read_file(test::source_dir() + "/tests/runtime/fixtures/gguf_corpus.jsonl");
 }
 
 // The real file, imported once per build, and transformers' outputs for it, computed by one
