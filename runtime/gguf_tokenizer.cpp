@@ -207,84 +207,102 @@ json sentencepiece_merges(const TokenizerMeta& m) {
 
 }  // namespace
 
+namespace {
+
+// The normalizer-free pipeline and BPE model of a `llama` (SentencePiece) vocabulary, as
+// transformers' LlamaTokenizer builds it: Metaspace (prefix "▁" on the first word only), byte
+// fallback, and unk_token null (byte fallback covers every byte).
+void sentencepiece_pipeline(const gguf::File& f, const TokenizerMeta& m, json& tok) {
+  if (m.scores.size() != m.tokens.size())
+    throw Error(f.path() + ": metadata key 'tokenizer.ggml.scores' is missing or has another length "
+                "than tokenizer.ggml.tokens; a llama (SentencePiece) tokenizer needs one score per token");
+  tok["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "▁"}, {"prepend_scheme", "first"}, {"split", false}};
+  tok["decoder"] = {{"type", "Sequence"},
+                    {"decoders", json::array({{{"type", "Replace"}, {"pattern", {{"String", "▁"}}}, {"content", " "}},
+                                              {{"type", "ByteFallback"}},
+                                              {{"type", "Fuse"}},
+                                              {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
+  json vocab = json::object();
+  for (size_t i = 0; i < m.tokens.size(); ++i) vocab[m.tokens[i]] = i;
+  json merges = json::array();
+  if (!m.has_merges) merges = sentencepiece_merges(m);
+  std::pair<std::string, std::string> mp;
+  for (const std::string& s : m.merges)
+    if (split_merge(s, mp)) merges.push_back({mp.first, mp.second});
+  tok["model"] = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
+                  {"end_of_word_suffix", nullptr}, {"fuse_unk", true}, {"byte_fallback", true},
+                  {"ignore_merges", false}, {"vocab", vocab}, {"merges", merges}};
+}
+
+// Control tokens become special added tokens, user-defined ones plain added tokens, as in
+// transformers (a byte-level "control" token outside the byte alphabet is a llama.cpp mislabel
+// and stays out). LlamaTokenizer also makes its unk token special (a SentencePiece <unk> is of
+// type UNKNOWN, not CONTROL).
+json added_tokens(const gguf::File& f, const TokenizerMeta& m) {
+  const ByteAlphabet alphabet;
+  int64_t unk = -1;
+  if (m.model == "llama" && f.find_key("tokenizer.ggml.unknown_token_id")) unk = f.get_int("tokenizer.ggml.unknown_token_id");
+  json added = json::array();
+  for (size_t i = 0; i < m.types.size(); ++i) {
+    const bool special = (m.types[i] == kControl && (m.model != "gpt2" || alphabet.spelled(m.tokens[i]))) ||
+                         static_cast<int64_t>(i) == unk;
+    if (special || m.types[i] == kUserDefined) added.push_back(added_token(i, m.tokens[i], special));
+  }
+  return added;
+}
+
+// The token a tokenizer.ggml.*_token_id key names; null when the key is absent.
+json token_of(const gguf::File& f, const TokenizerMeta& m, const std::string& key) {
+  const gguf::Value* v = f.find_key("tokenizer.ggml." + key);
+  if (!v) return nullptr;
+  if (!v->is_integer() || v->i < 0 || v->i >= static_cast<int64_t>(m.tokens.size()))
+    throw Error(f.path() + ": metadata key 'tokenizer.ggml." + key + "' is not a token id of the vocabulary");
+  return m.tokens[v->i];
+}
+
+// BOS/EOS around each sequence when the file's add_bos_token/add_eos_token say so (llama.cpp
+// adds BOS to a SentencePiece vocabulary that does not say otherwise, as transformers does).
+json post_processor(const gguf::File& f, const TokenizerMeta& m, bool add_bos, bool add_eos) {
+  json single = json::array(), specials = json::object();
+  auto special_piece = [&](const std::string& key) {
+    const json t = token_of(f, m, key);
+    if (!t.is_string()) return;
+    single.push_back({{"SpecialToken", {{"id", t}, {"type_id", 0}}}});
+    specials[t.get<std::string>()] = {{"id", t}, {"ids", {f.get_int("tokenizer.ggml." + key)}}, {"tokens", {t}}};
+  };
+  if (add_bos) special_piece("bos_token_id");
+  single.push_back({{"Sequence", {{"id", "A"}, {"type_id", 0}}}});
+  if (add_eos) special_piece("eos_token_id");
+  json pair = single;
+  pair.push_back({{"Sequence", {{"id", "B"}, {"type_id", 1}}}});
+  return {{"type", "TemplateProcessing"}, {"single", single}, {"pair", pair}, {"special_tokens", specials}};
+}
+
+}  // namespace
+
 TokenizerFiles gguf_tokenizer_files(const gguf::File& f) {
   const TokenizerMeta m = read_meta(f);
   json tok = {{"version", "1.0"}, {"truncation", nullptr}, {"padding", nullptr}, {"normalizer", nullptr}};
-  const ByteAlphabet alphabet;
   if (m.model == "gpt2") {
     tok["pre_tokenizer"] = byte_level_pre_tokenizer(f, m.pre);
     tok["decoder"] = {{"type", "ByteLevel"}, {"add_prefix_space", true}, {"trim_offsets", true}, {"use_regex", true}};
     tok["model"] = gpt2_model(f, m);
   } else if (m.model == "llama") {
-    if (m.scores.size() != m.tokens.size())
-      throw Error(f.path() + ": metadata key 'tokenizer.ggml.scores' is missing or has another length "
-                  "than tokenizer.ggml.tokens; a llama (SentencePiece) tokenizer needs one score per token");
-    tok["pre_tokenizer"] = {{"type", "Metaspace"}, {"replacement", "\u2581"}, {"prepend_scheme", "first"}, {"split", false}};
-    tok["decoder"] = {{"type", "Sequence"},
-                      {"decoders", json::array({{{"type", "Replace"}, {"pattern", {{"String", "\u2581"}}}, {"content", " "}},
-                                                {{"type", "ByteFallback"}},
-                                                {{"type", "Fuse"}},
-                                                {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}})}};
-    json vocab = json::object();
-    for (size_t i = 0; i < m.tokens.size(); ++i) vocab[m.tokens[i]] = i;
-    // unk_token null as transformers' LlamaTokenizer writes it: byte fallback covers every byte.
-    tok["model"] = {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", nullptr}, {"continuing_subword_prefix", nullptr},
-                    {"end_of_word_suffix", nullptr}, {"fuse_unk", true}, {"byte_fallback", true},
-                    {"ignore_merges", false}, {"vocab", vocab},
-                    {"merges", m.has_merges ? json::array() : sentencepiece_merges(m)}};
-    if (m.has_merges) {
-      std::pair<std::string, std::string> mp;
-      for (const std::string& s : m.merges)
-        if (split_merge(s, mp)) tok["model"]["merges"].push_back({mp.first, mp.second});
-    }
+    sentencepiece_pipeline(f, m, tok);
   } else {
     throw Error(f.path() + ": metadata key 'tokenizer.ggml.model' is '" + m.model +
                 "', a tokenizer model ftune does not rebuild (supported: gpt2 = byte-level BPE, "
                 "llama = SentencePiece BPE with byte fallback)");
   }
-  // Control tokens become special added tokens, user-defined ones plain added tokens, as in
-  // transformers (a byte-level "control" token outside the byte alphabet is a llama.cpp mislabel
-  // and stays out).
-  // transformers' LlamaTokenizer also makes its unk token special (a SentencePiece <unk> is type
-  // UNKNOWN, not CONTROL).
-  int64_t unk = -1;
-  if (m.model == "llama" && f.find_key("tokenizer.ggml.unknown_token_id")) unk = f.get_int("tokenizer.ggml.unknown_token_id");
-  json added = json::array();
-  for (size_t i = 0; i < m.types.size(); ++i) {
-    const bool control = (m.types[i] == kControl && (m.model != "gpt2" || alphabet.spelled(m.tokens[i]))) ||
-                         static_cast<int64_t>(i) == unk;
-    if (control || m.types[i] == kUserDefined) added.push_back(added_token(i, m.tokens[i], control));
-  }
-  tok["added_tokens"] = added;
-  // BOS/EOS come from the config in transformers; an empty template adds nothing by itself.
+  tok["added_tokens"] = added_tokens(f, m);
   const bool add_bos = f.get_bool("tokenizer.ggml.add_bos_token", m.model == "llama");
   const bool add_eos = f.get_bool("tokenizer.ggml.add_eos_token", false);
-  auto token_of = [&](const char* key) -> json {
-    const gguf::Value* v = f.find_key(std::string("tokenizer.ggml.") + key);
-    if (!v) return nullptr;
-    if (!v->is_integer() || v->i < 0 || v->i >= static_cast<int64_t>(m.tokens.size()))
-      throw Error(f.path() + ": metadata key 'tokenizer.ggml." + key + "' is not a token id of the vocabulary");
-    return m.tokens[v->i];
-  };
-  json single = json::array(), specials = json::object();
-  const json bos = token_of("bos_token_id"), eos = token_of("eos_token_id");
-  auto special_piece = [&](const json& t, const char* key) {
-    const int64_t id = f.get_int(std::string("tokenizer.ggml.") + key);
-    single.push_back({{"SpecialToken", {{"id", t}, {"type_id", 0}}}});
-    specials[t.get<std::string>()] = {{"id", t}, {"ids", {id}}, {"tokens", {t}}};
-  };
-  if (add_bos && bos.is_string()) special_piece(bos, "bos_token_id");
-  single.push_back({{"Sequence", {{"id", "A"}, {"type_id", 0}}}});
-  if (add_eos && eos.is_string()) special_piece(eos, "eos_token_id");
-  json pair = single;
-  pair.push_back({{"Sequence", {{"id", "B"}, {"type_id", 1}}}});
-  tok["post_processor"] = {{"type", "TemplateProcessing"}, {"single", single},
-                           {"pair", pair}, {"special_tokens", specials}};
+  tok["post_processor"] = post_processor(f, m, add_bos, add_eos);
   json cfg = {{"tokenizer_class", "PreTrainedTokenizerFast"},
-              {"bos_token", bos},
-              {"eos_token", eos},
-              {"unk_token", token_of("unknown_token_id")},
-              {"pad_token", token_of("padding_token_id")},
+              {"bos_token", token_of(f, m, "bos_token_id")},
+              {"eos_token", token_of(f, m, "eos_token_id")},
+              {"unk_token", token_of(f, m, "unknown_token_id")},
+              {"pad_token", token_of(f, m, "padding_token_id")},
               {"add_bos_token", add_bos},
               {"add_eos_token", add_eos},
               {"clean_up_tokenization_spaces", false}};

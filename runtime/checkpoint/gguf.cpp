@@ -16,6 +16,8 @@ constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as a little-endian u32
 constexpr uint64_t kDefaultAlignment = 32;
 constexpr uint32_t kMaxDims = 4;  // GGML_MAX_DIMS
 
+}  // namespace
+
 // Reads the header bytes front to back; every read checks the bytes left, so a truncated or
 // hostile header ends in a message naming the offset and the field, never a read past the end.
 class Cursor {
@@ -60,6 +62,8 @@ class Cursor {
   uint64_t pos_ = 0;
   const std::string& path_;
 };
+
+namespace {
 
 bool valid_value_type(uint32_t t) { return t <= static_cast<uint32_t>(ValueType::kF64); }
 
@@ -181,6 +185,13 @@ void File::parse(const uint8_t* bytes, uint64_t size) {
                 "current llama.cpp convert_hf_to_gguf.py)");
   const uint64_t n_tensors = c.read<uint64_t>("tensor count");
   const uint64_t n_kv = c.read<uint64_t>("metadata count");
+  parse_metadata(c, n_kv);
+  parse_tensor_infos(c, n_tensors);
+  check_layout(c.pos(), size);
+  base_ = bytes;
+}
+
+void File::parse_metadata(Cursor& c, uint64_t n_kv) {
   c.check_count(n_kv, 12, "metadata");
   for (uint64_t k = 0; k < n_kv; ++k) {
     const std::string key = c.read_string("metadata key #" + std::to_string(k));
@@ -194,6 +205,9 @@ void File::parse(const uint8_t* bytes, uint64_t size) {
       throw Error(path_ + ": metadata key 'general.alignment' must be a power-of-two integer");
     alignment_ = a->u;
   }
+}
+
+void File::parse_tensor_infos(Cursor& c, uint64_t n_tensors) {
   c.check_count(n_tensors, 24, "tensor infos");
   for (uint64_t k = 0; k < n_tensors; ++k) {
     TensorInfo t;
@@ -222,7 +236,11 @@ void File::parse(const uint8_t* bytes, uint64_t size) {
     if (!index_.emplace(t.name, tensors_.size()).second) c.fail(what + " appears twice");
     tensors_.push_back(std::move(t));
   }
-  data_start_ = (c.pos() + alignment_ - 1) / alignment_ * alignment_;
+}
+
+// Every tensor's bytes lie inside the data section, aligned, and no two overlap.
+void File::check_layout(uint64_t header_end, uint64_t size) {
+  data_start_ = (header_end + alignment_ - 1) / alignment_ * alignment_;
   if (data_start_ > size && !tensors_.empty())
     throw Error(path_ + ": truncated: the data section would start at byte " +
                 std::to_string(data_start_) + " of " + std::to_string(size));
@@ -248,7 +266,6 @@ void File::parse(const uint8_t* bytes, uint64_t size) {
                   std::to_string(a.offset + a.nbytes) + ") and '" + b.name + "' (from byte " +
                   std::to_string(b.offset) + ") overlap in the data section");
   }
-  base_ = bytes;
 }
 
 const TensorInfo* File::find(const std::string& name) const {

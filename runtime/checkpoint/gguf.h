@@ -19,6 +19,8 @@
 
 namespace ftune::gguf {
 
+class Cursor;  // gguf.cpp: bounds-checked reads of the header
+
 // Metadata value types, as numbered in the file.
 enum class ValueType : uint32_t {
   kU8 = 0, kI8 = 1, kU16 = 2, kI16 = 3, kU32 = 4, kI32 = 5, kF32 = 6, kBool = 7,
@@ -87,6 +89,9 @@ class File {
 
  private:
   File() = default;
+  void parse_metadata(Cursor& c, uint64_t n_kv);
+  void parse_tensor_infos(Cursor& c, uint64_t n_tensors);
+  void check_layout(uint64_t header_end, uint64_t size);
   std::string path_;
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
