@@ -2,6 +2,7 @@
 #include <iostream>
 #include <memory>
 
+#include "common/error.h"
 #include "launcher/commands.h"
 #include "launcher/torch_loader.h"
 #include "runtime/gguf_export.h"
@@ -27,8 +28,13 @@ void register_model_commands(CLI::App& root, cli::CommandSet& commands) {
   auto dir = std::make_shared<std::string>();
   cli::Command& info_cmd = commands.add(
       group, "info", "architecture, shapes, parameter count and bytes (config.json suffices)");
-  info_cmd.app->add_option("--model", *dir, "HF model directory, or a .gguf file")->required();
-  info_cmd.run = [dir] {
+  auto positional = std::make_shared<std::string>();
+  info_cmd.app->add_option("--model", *dir, "HF model directory, or a .gguf file");
+  info_cmd.app->add_option("path", *positional, "the same as --model: `ftune model info FILE.gguf`");
+  info_cmd.run = [dir, positional] {
+    if (dir->empty() == positional->empty())
+      throw Error("model info: give the model once, as --model PATH or as PATH (a directory or a .gguf file)");
+    if (dir->empty()) *dir = *positional;
     // config.json and safetensors (or GGUF) headers only: no LibTorch loaded.
     std::cout << (model::is_gguf_path(*dir) ? model::describe_gguf(*dir) : model::describe_model_dir(*dir));
     return 0;

@@ -139,24 +139,13 @@ ModelConfig gguf_model_config(const gguf::File& f) {
 
 namespace {
 
-// One imported tensor: float32 values in HF layout, then stored as the wanted dtype.
-struct ImportedTensor {
-  std::string name;
-  std::vector<int64_t> shape;
-  std::vector<float> f32;
-  std::vector<uint16_t> bf16;
+// One GGUF tensor on its way to the HF directory, checked before any is dequantised.
+struct PlannedTensor {
+  const gguf::TensorInfo* info;
+  std::string name;            // HF name
+  std::vector<int64_t> shape;  // HF (row-major) shape
+  int64_t qk_heads = 0;        // > 0: q/k rows to un-permute, in this many heads
 };
-
-std::vector<float> dequantized(const gguf::File& f, const gguf::TensorInfo& t) {
-  const gguf::TypeTraits& tr = gguf::type_traits(t.type);
-  if (!tr.dequantizable)
-    throw Error(f.path() + ": tensor '" + t.name + "' has type " + tr.name +
-                ", which ftune does not dequantise (supported: " + gguf::dequantizable_type_names() +
-                "); re-quantise the model to one of those with llama.cpp's llama-quantize");
-  std::vector<float> out(t.numel());
-  gguf::dequantize(t.type, f.data(t), t.numel(), out.data());
-  return out;
-}
 
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string out = "[";
@@ -164,10 +153,12 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return out + "]";
 }
 
-std::vector<ImportedTensor> import_tensors(const gguf::File& f, const ModelConfig& cfg, bool bf16) {
+// Maps and checks every tensor (name, shape against the metadata's config, dequantisable type,
+// none missing), so a bad file fails before minutes of work.
+std::vector<PlannedTensor> plan_tensors(const gguf::File& f, const ModelConfig& cfg) {
   std::map<std::string, std::vector<int64_t>> expected;
   for (const auto& p : parameter_shapes(cfg)) expected[p.name] = p.shape;
-  std::vector<ImportedTensor> out;
+  std::vector<PlannedTensor> out;
   for (const gguf::TensorInfo& t : f.tensors()) {
     const std::string name = hf_tensor_name(t.name);
     auto it = expected.find(name);
@@ -175,25 +166,19 @@ std::vector<ImportedTensor> import_tensors(const gguf::File& f, const ModelConfi
       throw Error(f.path() + ": tensor '" + t.name + "' has no place in a " + cfg.architecture +
                   " with this config (" + std::to_string(cfg.num_layers) + " layers" +
                   (cfg.tie_word_embeddings ? ", tied embeddings" : "") + "); ftune cannot import it");
-    ImportedTensor it_out{name, t.torch_shape(), dequantized(f, t), {}};
-    if (it_out.shape != it->second)
-      throw Error(f.path() + ": tensor '" + t.name + "' (" + name + ") has shape " + shape_str(it_out.shape) +
+    if (t.torch_shape() != it->second)
+      throw Error(f.path() + ": tensor '" + t.name + "' (" + name + ") has shape " + shape_str(t.torch_shape()) +
                   " but the metadata's config implies " + shape_str(it->second) +
                   "; the file's metadata and tensors disagree");
+    const gguf::TypeTraits& tr = gguf::type_traits(t.type);
+    if (!tr.dequantizable)
+      throw Error(f.path() + ": tensor '" + t.name + "' has type " + tr.name +
+                  ", which ftune does not dequantise (supported: " + gguf::dequantizable_type_names() +
+                  "); re-quantise the model to one of those with llama.cpp's llama-quantize");
     const bool q = t.name.find(".attn_q.") != std::string::npos;
-    if (q || t.name.find(".attn_k.") != std::string::npos) {
-      std::vector<float> hf(it_out.f32.size());
-      permute_qk_rows(it_out.f32.data(), hf.data(), it_out.shape[0], it_out.shape[1],
-                      q ? cfg.num_heads : cfg.num_kv_heads, /*to_gguf=*/false);
-      it_out.f32.swap(hf);
-    }
-    if (bf16) {
-      it_out.bf16.resize(it_out.f32.size());
-      for (size_t i = 0; i < it_out.f32.size(); ++i) it_out.bf16[i] = gguf::float_to_bf16(it_out.f32[i]);
-      std::vector<float>().swap(it_out.f32);
-    }
+    const bool k = t.name.find(".attn_k.") != std::string::npos;
+    out.push_back({&t, name, it->second, q ? cfg.num_heads : k ? cfg.num_kv_heads : 0});
     expected.erase(it);
-    out.push_back(std::move(it_out));
   }
   if (!expected.empty()) {
     std::string missing;
@@ -202,6 +187,49 @@ std::vector<ImportedTensor> import_tensors(const gguf::File& f, const ModelConfi
   }
   return out;
 }
+
+// Dequantises one shard's tensors into HF layout and the stored dtype; the buffers live until
+// the next shard.
+class ShardBuilder {
+ public:
+  ShardBuilder(const gguf::File& f, const std::vector<PlannedTensor>& plan, bool bf16) : f_(f), bf16_(bf16) {
+    for (const auto& p : plan) by_name_[p.name] = &p;
+  }
+  std::vector<st::TensorView> operator()(const std::vector<st::TensorView>& specs) {
+    f32_.clear();
+    bf16_store_.clear();
+    std::vector<st::TensorView> views;
+    for (const st::TensorView& spec : specs) {
+      const PlannedTensor& p = *by_name_.at(spec.name);
+      std::vector<float> x(p.info->numel());
+      gguf::dequantize(p.info->type, f_.data(*p.info), p.info->numel(), x.data());
+      if (p.qk_heads > 0) {
+        std::vector<float> hf(x.size());
+        permute_qk_rows(x.data(), hf.data(), p.shape[0], p.shape[1], p.qk_heads, /*to_gguf=*/false);
+        x.swap(hf);
+      }
+      st::TensorView v = spec;
+      if (bf16_) {
+        std::vector<uint16_t> b(x.size());
+        for (size_t i = 0; i < x.size(); ++i) b[i] = gguf::float_to_bf16(x[i]);
+        bf16_store_.push_back(std::move(b));
+        v.data = bf16_store_.back().data();
+      } else {
+        f32_.push_back(std::move(x));
+        v.data = f32_.back().data();
+      }
+      views.push_back(v);
+    }
+    return views;
+  }
+
+ private:
+  const gguf::File& f_;
+  bool bf16_;
+  std::map<std::string, const PlannedTensor*> by_name_;
+  std::vector<std::vector<float>> f32_;  // moved-in buffers keep their data pointers
+  std::vector<std::vector<uint16_t>> bf16_store_;
+};
 
 void write_text(const fs::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -217,24 +245,23 @@ std::string import_gguf(const std::string& path, const ModelImportConfig& ic) {
   auto f = gguf::File::open(path);
   ModelConfig cfg = gguf_model_config(*f);
   cfg.dtype = ic.dtype;
-  // The tokenizer first: a missing or unsupported one fails before minutes of dequantising.
+  // The tokenizer and the tensor plan first: a bad file fails before minutes of dequantising.
   TokenizerFiles tok = gguf_tokenizer_files(*f);
-  std::vector<ImportedTensor> tensors = import_tensors(*f, cfg, ic.dtype == "bfloat16");
-  std::vector<st::TensorView> views;
-  for (const auto& t : tensors) {
-    const bool b = !t.bf16.empty();
-    views.push_back({t.name, b ? st::DType::BF16 : st::DType::F32, t.shape,
-                     b ? static_cast<const void*>(t.bf16.data()) : t.f32.data()});
-  }
+  const std::vector<PlannedTensor> plan = plan_tensors(*f, cfg);
+  const bool bf16 = ic.dtype == "bfloat16";
+  std::vector<st::TensorView> specs;
+  for (const auto& p : plan) specs.push_back({p.name, bf16 ? st::DType::BF16 : st::DType::F32, p.shape, nullptr});
   fs::create_directories(ic.out);
-  st::write_checkpoint(ic.out, views);
+  if (ic.max_shard_mb <= 0) throw Error("model import: --max-shard-mb must be > 0");
+  st::write_checkpoint_by_shard(ic.out, specs, ShardBuilder(*f, plan, bf16),
+                                static_cast<uint64_t>(ic.max_shard_mb) * 1000 * 1000);
   write_text(fs::path(ic.out) / "tokenizer.json", tok.tokenizer.dump(2) + "\n");
   write_text(fs::path(ic.out) / "tokenizer_config.json", tok.tokenizer_config.dump(2) + "\n");
   // config.json last: a directory with one is taken as complete.
   write_text(fs::path(ic.out) / "config.json", cfg.to_json().dump(2) + "\n");
   return "imported " + path + " -> " + ic.out + " (" + cfg.architecture + ", " +
          with_commas(parameter_count(cfg)) + " parameters, " + ic.dtype + ", " +
-         std::to_string(tensors.size()) + " tensors, vocabulary " +
+         std::to_string(plan.size()) + " tensors, vocabulary " +
          std::to_string(tok.tokenizer["model"]["vocab"].size()) + ")";
 }
 

@@ -15,11 +15,14 @@ namespace ftune::model {
 struct ModelImportConfig {
   std::string out;
   std::string dtype = "float32";  // float32 | bfloat16
+  int64_t max_shard_mb = 5000;    // [MB] per safetensors shard; also bounds the import's memory
 
   template <class F>
   void fields(F&& f) {
     f("out", out, "model directory to write (created if missing)");
     f("dtype", dtype, "stored dtype of the weights: float32 or bfloat16");
+    f("max_shard_mb", max_shard_mb, "largest safetensors shard [MB]; tensors are dequantised one "
+                                    "shard at a time, so this bounds the memory used");
   }
 };
 

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <numeric>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -147,11 +148,15 @@ TEST(GgufImport, TinyModelImportsWithTokenizerAndInfo) {
   auto enc = run_ftune("data encode --tokenizer " + shell_quote(dir.file("m")) + " " + shell_quote(dir.file("in.jsonl")));
   ASSERT_EQ(enc.exit_code, 0) << enc.output;
   EXPECT_TRUE(contains(enc.output, "[1,")) << enc.output;  // <|im_start|> kept whole
-  auto info = run_ftune("model info --model " + shell_quote(dir.file("tiny.gguf")));
+  auto info = run_ftune("model info " + shell_quote(dir.file("tiny.gguf")));
   ASSERT_EQ(info.exit_code, 0) << info.output;
   EXPECT_TRUE(contains(info.output, "GGUF v3, 21 tensors")) << info.output;
   EXPECT_TRUE(contains(info.output, "Q8_0:")) << info.output;
   EXPECT_TRUE(contains(info.output, "tied embeddings: no")) << info.output;
+  EXPECT_EQ(run_ftune("model info --model " + shell_quote(dir.file("tiny.gguf"))).output, info.output);
+  auto neither = run_ftune("model info");
+  EXPECT_NE(neither.exit_code, 0);
+  EXPECT_TRUE(contains(neither.output, "give the model once")) << neither.output;
 }
 
 TEST(GgufExport, ImportExportImportKeepsTensorsAndTokenizer) {
@@ -205,6 +210,34 @@ TEST(GgufExport, RefusesWhatGgufCannotCarry) {
   EXPECT_NE(notok.exit_code, 0);
   EXPECT_TRUE(contains(notok.output, "has no tokenizer.json")) << notok.output;
   EXPECT_FALSE(std::ifstream(dir.file("x.gguf")).good());  // nothing half-written
+}
+
+// Tensors are dequantised one shard at a time: a sharded import holds the same tensors as a
+// single-file one, with the index written last.
+TEST(GgufImport, ShardedImportEqualsSingleFile) {
+  test::TempDir dir;
+  test::TinyGguf big;
+  big.hidden = 512;
+  big.mlp = 1024;
+  big.heads = 8;
+  big.kv_heads = 4;
+  big.write(dir.file("big.gguf"));  // ~16 MB as float32
+  const std::string in = shell_quote(dir.file("big.gguf"));
+  ASSERT_EQ(run_ftune("model import " + in + " --out " + shell_quote(dir.file("one"))).exit_code, 0);
+  auto r = run_ftune("model import " + in + " --out " + shell_quote(dir.file("many")) + " --max-shard-mb 5");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json index = json::parse(test::read_file(dir.file("many/model.safetensors.index.json")));
+  std::set<std::string> files;
+  for (const auto& [name, file] : index["weight_map"].items()) files.insert(file.get<std::string>());
+  EXPECT_GE(files.size(), 3u);
+  auto one = st::SafetensorsFile::open(dir.file("one/model.safetensors"));
+  const st::Checkpoint many = st::Checkpoint::open(dir.file("many"));
+  EXPECT_EQ(many.names().size(), one->tensors().size());
+  for (const auto& t : one->tensors()) {
+    const st::TensorInfo& u = many.info(t.name);
+    ASSERT_EQ(u.nbytes(), t.nbytes()) << t.name;
+    EXPECT_EQ(std::memcmp(one->data(t), many.file_of(t.name).data(u), t.nbytes()), 0) << t.name;
+  }
 }
 
 }  // namespace
