@@ -277,5 +277,18 @@ TEST_F(RealGguf, ImportExportImportIsIdentity) {
     EXPECT_EQ(test::read_file(model_ + "/" + f), test::read_file(tmp.file(std::string("m/") + f))) << f;
 }
 
+// The imported directory works as any HF directory: transformers' AutoTokenizer reads it and its
+// apply_chat_template renders what ftune renders.
+TEST_F(RealGguf, TransformersRendersTheImportedDirectorysChatTemplate) {
+  auto r = run_oracle("chat_template_oracle.py", shell_quote(model_));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json j = json::parse(r.output.substr(r.output.rfind("{\"render\"")));
+  auto tok = data::Tokenizer::load(model_);
+  const std::string ours =
+      data::render_chat_prompt({tok->bos_token(), tok->eos_token(), tok->chat_template()}, j["chat"].dump());
+  EXPECT_EQ(ours, j["render"].get<std::string>());
+  EXPECT_NE(ours.find("<|im_start|>assistant\n"), std::string::npos) << ours;
+}
+
 }  // namespace
 }  // namespace ftune
