@@ -132,29 +132,36 @@ std::string export_gguf(const ModelExportConfig& ec) {
   add_model_metadata(md, cfg, fs::path(ec.model).filename().string(), et.file_type);
   add_tokenizer_metadata(md, ec.model, cfg);
   const st::Checkpoint ckpt = st::Checkpoint::open(ec.model);
-  std::vector<std::vector<uint8_t>> store;
+  // Shapes and types first (the header needs every size), then one tensor converted at a time.
+  const std::vector<ParameterShape> params = parameter_shapes(cfg);
   std::vector<gguf::TensorOut> tensors;
-  for (const ParameterShape& p : parameter_shapes(cfg)) {
+  for (const ParameterShape& p : params) {
     if (!ckpt.contains(p.name)) throw Error("model export: " + ec.model + " has no tensor '" + p.name + "'");
     const st::TensorInfo& t = ckpt.info(p.name);
     if (t.shape != p.shape)
       throw Error("model export: tensor '" + p.name + "' does not have the shape config.json implies");
-    std::vector<float> x = to_float(ckpt.file_of(p.name), t);
-    const bool q = p.name.find(".q_proj.") != std::string::npos;
-    if (q || p.name.find(".k_proj.") != std::string::npos) {
+    gguf::GgmlType type = t.shape.size() == 1 ? gguf::GgmlType::kF32 : et.type;
+    if (type == gguf::GgmlType::kQ8_0 && t.shape.back() % 32 != 0) type = gguf::GgmlType::kF16;
+    const gguf::TypeTraits& tr = gguf::type_traits(type);
+    const uint64_t nbytes = static_cast<uint64_t>(t.numel()) / tr.block_elems * tr.block_bytes;
+    tensors.push_back({gguf_tensor_name(p.name), std::vector<uint64_t>(t.shape.rbegin(), t.shape.rend()), type,
+                       nullptr, nbytes});
+  }
+  std::vector<uint8_t> current;
+  gguf::write_file_streamed(ec.out, md, tensors, [&](size_t k) -> const void* {
+    const std::string& name = params[k].name;
+    const st::TensorInfo& t = ckpt.info(name);
+    std::vector<float> x = to_float(ckpt.file_of(name), t);
+    const bool q = name.find(".q_proj.") != std::string::npos;
+    if (q || name.find(".k_proj.") != std::string::npos) {
       std::vector<float> g(x.size());
       permute_qk_rows(x.data(), g.data(), t.shape[0], t.shape[1], q ? cfg.num_heads : cfg.num_kv_heads,
                       /*to_gguf=*/true);
       x.swap(g);
     }
-    const uint64_t row = static_cast<uint64_t>(t.shape.back());
-    gguf::GgmlType type = t.shape.size() == 1 ? gguf::GgmlType::kF32 : et.type;
-    if (type == gguf::GgmlType::kQ8_0 && row % 32 != 0) type = gguf::GgmlType::kF16;
-    store.push_back(encode(x, type));
-    std::vector<uint64_t> dims(t.shape.rbegin(), t.shape.rend());
-    tensors.push_back({gguf_tensor_name(p.name), dims, type, store.back().data(), store.back().size()});
-  }
-  gguf::write_file(ec.out, md, tensors);
+    current = encode(x, tensors[k].type);
+    return current.data();
+  });
   uint64_t bytes = 0;
   for (const auto& t : tensors) bytes += t.nbytes;
   return "exported " + ec.model + " -> " + ec.out + " (GGUF v3, " + std::to_string(tensors.size()) +

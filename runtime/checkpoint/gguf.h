@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -133,5 +134,10 @@ struct MetadataOut {
 // aligned to `alignment` (which is also written as general.alignment when not 32).
 void write_file(const std::string& path, const MetadataOut& metadata,
                 const std::vector<TensorOut>& tensors, uint64_t alignment = 32);
+// The same, with each tensor's bytes produced only when it is written: bytes_of(k) returns
+// tensors[k].nbytes bytes, valid until the next call (`data` is ignored). An exporter holds one
+// converted tensor at a time, not the model.
+void write_file_streamed(const std::string& path, const MetadataOut& metadata, const std::vector<TensorOut>& tensors,
+                         const std::function<const void*(size_t)>& bytes_of, uint64_t alignment = 32);
 
 }  // namespace ftune::gguf

@@ -1,5 +1,7 @@
 // Writing GGUF v3 files (layout in gguf.h).
+#include <algorithm>
 #include <cstring>
+#include <functional>
 
 #include "common/error.h"
 #include "runtime/checkpoint/gguf.h"
@@ -118,6 +120,11 @@ void MetadataOut::add_f32s(const std::string& key, const std::vector<double>& x)
 
 void write_file(const std::string& path, const MetadataOut& metadata,
                 const std::vector<TensorOut>& tensors, uint64_t alignment) {
+  write_file_streamed(path, metadata, tensors, [&](size_t k) { return tensors[k].data; }, alignment);
+}
+
+void write_file_streamed(const std::string& path, const MetadataOut& metadata, const std::vector<TensorOut>& tensors,
+                         const std::function<const void*(size_t)>& bytes_of, uint64_t alignment) {
   FTUNE_CHECK(alignment > 0 && (alignment & (alignment - 1)) == 0, "alignment must be a power of two");
   MetadataOut md = metadata;
   if (alignment != 32) md.add_u32("general.alignment", static_cast<uint32_t>(alignment));
@@ -152,7 +159,7 @@ void write_file(const std::string& path, const MetadataOut& metadata,
       out.write(kZeros, n);
       written += n;
     }
-    out.write(tensors[k].data, tensors[k].nbytes);
+    out.write(bytes_of(k), tensors[k].nbytes);
     written += tensors[k].nbytes;
   }
   out.commit();
