@@ -107,6 +107,15 @@ TEST(GgufOracle, SentencePieceTokenizerMatchesTransformers) {
   }
   EXPECT_EQ(i, ref["ids"].size());
   EXPECT_GT(byte_fallbacks, 0u);  // the corpus reaches the byte pieces
+  // Exported back to GGUF (tokenizer.ggml.model llama, scores from the merge ranks, the merges
+  // themselves) and imported again, the tokenizer is the same.
+  auto e = run_ftune("model export --model " + shell_quote(dir.file("m")) + " --dtype f32 --out " + shell_quote(dir.file("x.gguf")));
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  auto back = run_ftune("model import " + shell_quote(dir.file("x.gguf")) + " --out " + shell_quote(dir.file("b")));
+  ASSERT_EQ(back.exit_code, 0) << back.output;
+  EXPECT_EQ(gguf::File::open(dir.file("x.gguf"))->get_string("tokenizer.ggml.model"), "llama");
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"})
+    EXPECT_EQ(test::read_file(dir.file(std::string("m/") + name)), test::read_file(dir.file(std::string("b/") + name))) << name;
 }
 
 // ftune's exports (every dtype) of a tiny imported model, read back by the gguf package (tensor
