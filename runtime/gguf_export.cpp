@@ -11,6 +11,7 @@
 #include "runtime/checkpoint/safetensors.h"
 #include "runtime/gguf_export.h"
 #include "runtime/gguf_import.h"
+#include "runtime/gguf_rope.h"
 
 namespace ftune::model {
 namespace fs = std::filesystem;
@@ -111,9 +112,6 @@ void check_exportable(const ModelConfig& c, const std::string& dir) {
   if (c.model_type != "llama")
     throw Error("model export: " + dir + "/config.json has model_type '" + c.model_type +
                 "'; ftune exports llama models to GGUF");
-  if (c.rope.type == RopeType::kLlama3)
-    throw Error("model export: " + dir + "/config.json uses llama3 RoPE scaling, which GGUF stores as a "
-                "rope_freqs tensor ftune does not write yet");
   if (c.qkv_bias || c.o_bias || c.mlp_bias)
     throw Error("model export: " + dir + "/config.json has attention or MLP biases, which llama.cpp's "
                 "llama architecture does not load");
@@ -147,8 +145,16 @@ std::string export_gguf(const ModelExportConfig& ec) {
     tensors.push_back({gguf_tensor_name(p.name), std::vector<uint64_t>(t.shape.rbegin(), t.shape.rend()), type,
                        nullptr, nbytes});
   }
+  // llama3 RoPE scaling travels as llama.cpp's rope_freqs tensor, written last.
+  std::vector<float> rope_factors;
+  if (cfg.rope.type == RopeType::kLlama3) {
+    rope_factors = llama3_rope_factors(cfg.rope, cfg.head_dim);
+    tensors.push_back({"rope_freqs.weight", {rope_factors.size()}, gguf::GgmlType::kF32, nullptr,
+                       rope_factors.size() * 4});
+  }
   std::vector<uint8_t> current;
   gguf::write_file_streamed(ec.out, md, tensors, [&](size_t k) -> const void* {
+    if (k == params.size()) return rope_factors.data();
     const std::string& name = params[k].name;
     const st::TensorInfo& t = ckpt.info(name);
     std::vector<float> x = to_float(ckpt.file_of(name), t);

@@ -26,7 +26,8 @@ struct ModelExportConfig {
 };
 
 // Returns a one-line summary; throws ftune::Error for what GGUF or ftune cannot carry (other
-// architectures, llama3 RoPE scaling, biases, tokenizers that are not byte-level BPE).
+// architectures, biases, tokenizers that are not BPE). llama3 RoPE scaling becomes llama.cpp's
+// rope_freqs.weight tensor.
 std::string export_gguf(const ModelExportConfig& cfg);
 
 // tokenizer.ggml.* and tokenizer.chat_template from DIR's tokenizer.json and

@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "common/text.h"
 #include "runtime/checkpoint/safetensors.h"
+#include "runtime/gguf_rope.h"
 #include "runtime/memory_estimate.h"
 #include "runtime/tasks.h"
 
@@ -127,9 +128,21 @@ ModelConfig gguf_model_config(const gguf::File& f) {
     throw Error(f.path() + ": metadata key '" + p + "rope.scaling.type' is '" + scaling +
                 "'; ftune imports only none and linear RoPE scaling");
   }
-  if (f.find("rope_freqs.weight"))
-    throw Error(f.path() + ": tensor 'rope_freqs.weight' holds llama3-style RoPE frequency factors, "
-                "which ftune cannot map back to rope_scaling parameters yet; import the HF directory instead");
+  if (const gguf::TensorInfo* rf = f.find("rope_freqs.weight")) {
+    // llama3 scaling lives in this tensor only; find the parameters that reproduce it.
+    if (rf->type != gguf::GgmlType::kF32 || rf->dims.size() != 1)
+      throw Error(f.path() + ": tensor 'rope_freqs.weight' must be a 1-D F32 tensor");
+    std::vector<float> factors(rf->numel());
+    gguf::dequantize(rf->type, f.data(*rf), rf->numel(), factors.data());
+    const std::optional<RopeConfig> r = infer_llama3_rope(factors, c.rope.theta, c.head_dim);
+    if (!r)
+      throw Error(f.path() + ": tensor 'rope_freqs.weight' holds RoPE frequency factors that no llama3 "
+                  "rope_scaling ftune knows reproduces; import the model's HF directory instead");
+    c.rope = *r;
+    c.raw["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", r->factor}, {"low_freq_factor", r->low_freq_factor},
+                             {"high_freq_factor", r->high_freq_factor},
+                             {"original_max_position_embeddings", r->original_max_position_embeddings}};
+  }
   c.tie_word_embeddings = f.find("output.weight") == nullptr;
   if (const gguf::Value* v = f.find_key("tokenizer.ggml.bos_token_id")) c.bos_token_id = v->i;
   if (const gguf::Value* v = f.find_key("tokenizer.ggml.eos_token_id")) c.eos_token_ids = {v->i};
@@ -160,6 +173,7 @@ std::vector<PlannedTensor> plan_tensors(const gguf::File& f, const ModelConfig& 
   for (const auto& p : parameter_shapes(cfg)) expected[p.name] = p.shape;
   std::vector<PlannedTensor> out;
   for (const gguf::TensorInfo& t : f.tensors()) {
+    if (t.name == "rope_freqs.weight") continue;  // read into the config's rope_scaling
     const std::string name = hf_tensor_name(t.name);
     auto it = expected.find(name);
     if (name.empty() || it == expected.end())
@@ -292,7 +306,7 @@ std::string describe_gguf(const std::string& path) {
     auto& row = by_type[gguf::type_traits(t.type).name];
     row.first += t.nbytes;
     row.second += 1;
-    numel += t.numel();
+    if (t.name != "rope_freqs.weight") numel += t.numel();  // config, not a parameter
   }
   os << "weights (from the GGUF header):\n";
   for (const auto& [type, row] : by_type)

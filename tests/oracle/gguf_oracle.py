@@ -138,6 +138,8 @@ def read_back(source_dir, *pairs):
         r = gguf.GGUFReader(path)
         diff, types = [], set()
         for t in r.tensors:
+            if t.name == "rope_freqs.weight":  # llama3 RoPE factors: config, not a weight
+                continue
             x = src[hf_name(t.name)].astype(np.float32)
             if ".attn_q." in t.name:
                 x = llama_cpp_permute(x, cfg["num_attention_heads"])

@@ -15,6 +15,7 @@
 #include "runtime/checkpoint/gguf.h"
 #include "runtime/checkpoint/safetensors.h"
 #include "runtime/gguf_import.h"
+#include "runtime/gguf_rope.h"
 #include "tests/runtime/gguf_test_util.h"
 #include "tests/support/test_support.h"
 
@@ -238,6 +239,54 @@ TEST(GgufImport, ShardedImportEqualsSingleFile) {
     ASSERT_EQ(u.nbytes(), t.nbytes()) << t.name;
     EXPECT_EQ(std::memcmp(one->data(t), many.file_of(t.name).data(u), t.nbytes()), 0) << t.name;
   }
+}
+
+// llama3 RoPE scaling: llama.cpp keeps it as a rope_freqs tensor; import recovers the
+// parameters, export writes the tensor back.
+TEST(GgufImport, Llama3RopeFactorsRoundTrip) {
+  model::RopeConfig r;
+  r.type = model::RopeType::kLlama3;
+  r.theta = 500000.0;
+  r.factor = 32.0;
+  r.low_freq_factor = 1.0;
+  r.high_freq_factor = 4.0;
+  r.original_max_position_embeddings = 8192;
+  const std::vector<float> factors = model::llama3_rope_factors(r, 64);
+  ASSERT_EQ(factors.size(), 32u);
+  EXPECT_EQ(factors.front(), 1.0f);   // the fastest frequencies are not stretched
+  EXPECT_EQ(factors.back(), 32.0f);   // the slowest by the full factor
+  auto back = model::infer_llama3_rope(factors, 500000.0, 64);
+  ASSERT_TRUE(back.has_value());
+  EXPECT_EQ(back->original_max_position_embeddings, 8192);
+  EXPECT_EQ(back->factor, 32.0);
+  std::vector<float> odd = factors;
+  odd[16] *= 1.5f;
+  EXPECT_FALSE(model::infer_llama3_rope(odd, 500000.0, 64).has_value());
+
+  test::TempDir dir;
+  test::TinyGguf tiny;  // head_dim 16
+  r.factor = 8.0;
+  const std::vector<float> f16 = model::llama3_rope_factors(r, 16);
+  tiny.write(dir.file("l3.gguf"), [&](gguf::MetadataOut& md, std::vector<gguf::TensorOut>& ts) {
+    for (auto& [key, v] : md.items)
+      if (key == "llama.rope.freq_base") v.f = 500000.0;
+    ts.push_back({"rope_freqs.weight", {f16.size()}, gguf::GgmlType::kF32, f16.data(), f16.size() * 4});
+  });
+  auto imp = run_ftune("model import " + shell_quote(dir.file("l3.gguf")) + " --out " + shell_quote(dir.file("m")));
+  ASSERT_EQ(imp.exit_code, 0) << imp.output;
+  const json cfg = json::parse(test::read_file(dir.file("m/config.json")));
+  EXPECT_EQ(cfg["rope_scaling"]["rope_type"], "llama3") << cfg.dump();
+  EXPECT_EQ(cfg["rope_scaling"]["factor"], 8.0);
+  EXPECT_EQ(cfg["rope_scaling"]["original_max_position_embeddings"], 8192);
+  auto info = run_ftune("model info " + shell_quote(dir.file("l3.gguf")));
+  EXPECT_TRUE(contains(info.output, "llama3")) << info.output;
+  EXPECT_FALSE(contains(info.output, "note:")) << info.output;  // rope_freqs is no parameter
+  auto exp = run_ftune("model export --model " + shell_quote(dir.file("m")) + " --dtype f32 --out " + shell_quote(dir.file("x.gguf")));
+  ASSERT_EQ(exp.exit_code, 0) << exp.output;
+  auto g = gguf::File::open(dir.file("x.gguf"));
+  const gguf::TensorInfo* rf = g->find(std::string("rope_freqs.weight"));
+  ASSERT_NE(rf, nullptr);
+  EXPECT_EQ(std::memcmp(g->data(*rf), f16.data(), f16.size() * 4), 0);
 }
 
 }  // namespace
