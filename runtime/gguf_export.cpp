@@ -3,9 +3,6 @@
 // permuted back to llama.cpp's rotary layout, metadata under llama.* and tokenizer.ggml.*.
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <map>
-#include <sstream>
 
 #include "common/error.h"
 #include "runtime/checkpoint/safetensors.h"
@@ -15,7 +12,6 @@
 
 namespace ftune::model {
 namespace fs = std::filesystem;
-using nlohmann::json;
 
 namespace {
 
@@ -33,16 +29,6 @@ const ExportType& export_type(const std::string& name) {
   for (const auto& t : kExportTypes)
     if (name == t.name) return t;
   throw Error("model export: --dtype '" + name + "' is not one of f32, f16, bf16, q8_0");
-}
-
-json read_json(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) throw Error("model export: cannot read " + p.string());
-  try {
-    return json::parse(in);
-  } catch (const json::exception& e) {
-    throw Error(p.string() + ": not valid JSON: " + e.what());
-  }
 }
 
 // A tensor of the checkpoint as float32 values, whatever its stored dtype.
