@@ -299,5 +299,23 @@ TEST_F(RealGguf, TransformersRendersTheImportedDirectorysChatTemplate) {
   EXPECT_NE(ours.find("<|im_start|>assistant\n"), std::string::npos) << ours;
 }
 
+// The imported directory serves the data tools: chat records through its own (ChatML) template,
+// with only the assistant turns trained on.
+TEST_F(RealGguf, DataToolsTokenizeChatsWithTheImportedTemplate) {
+  test::TempDir tmp;
+  test::write_file(tmp.file("c.jsonl"),
+                   "{\"messages\": [{\"role\": \"user\", \"content\": \"What is 2+2?\"}, "
+                   "{\"role\": \"assistant\", \"content\": \"4.\"}]}\n");
+  auto r = run_ftune("data tokenize --inputs " + shell_quote(tmp.file("c.jsonl")) + " --output " +
+                     shell_quote(tmp.file("shards")) + " --tokenizer " + shell_quote(model_) + " --format chat");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("1 documents"), std::string::npos) << r.output;
+  auto inspect = run_ftune("data inspect " + shell_quote(tmp.file("shards")) + " --samples 1");
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  // <|im_start|> (1) opens the masked prompt; "4." <|im_end|> (2) "\n" are trained: 36 30 2 198.
+  EXPECT_NE(inspect.output.find("[1 9690 198"), std::string::npos) << inspect.output;
+  EXPECT_NE(inspect.output.find("] 36 30 2 198"), std::string::npos) << inspect.output;
+}
+
 }  // namespace
 }  // namespace ftune
