@@ -16,9 +16,9 @@ constexpr uint32_t kQK = 256;  // elements per K-quant super-block
 constexpr TypeTraits kTypes[] = {
     {GgmlType::kF32, "F32", 1, 4, true},        {GgmlType::kF16, "F16", 1, 2, true},
     {GgmlType::kQ4_0, "Q4_0", 32, 18, true},    {GgmlType::kQ4_1, "Q4_1", 32, 20, true},
-    {GgmlType::kQ5_0, "Q5_0", 32, 22, false},   {GgmlType::kQ5_1, "Q5_1", 32, 24, false},
+    {GgmlType::kQ5_0, "Q5_0", 32, 22, true},   {GgmlType::kQ5_1, "Q5_1", 32, 24, true},
     {GgmlType::kQ8_0, "Q8_0", 32, 34, true},    {GgmlType::kQ8_1, "Q8_1", 32, 40, false},
-    {GgmlType::kQ2_K, "Q2_K", 256, 84, false},  {GgmlType::kQ3_K, "Q3_K", 256, 110, false},
+    {GgmlType::kQ2_K, "Q2_K", 256, 84, true},  {GgmlType::kQ3_K, "Q3_K", 256, 110, true},
     {GgmlType::kQ4_K, "Q4_K", 256, 144, true},  {GgmlType::kQ5_K, "Q5_K", 256, 176, true},
     {GgmlType::kQ6_K, "Q6_K", 256, 210, true},  {GgmlType::kQ8_K, "Q8_K", 256, 292, false},
     {GgmlType::kIQ2_XXS, "IQ2_XXS", 256, 66, false}, {GgmlType::kIQ2_XS, "IQ2_XS", 256, 74, false},
@@ -55,6 +55,51 @@ void dequant_q4_1(const uint8_t* b, float* out) {
   for (int j = 0; j < 16; ++j) {
     out[j] = d * static_cast<float>(qs[j] & 0x0F) + m;
     out[j + 16] = d * static_cast<float>(qs[j] >> 4) + m;
+  }
+}
+
+// Q5_0/Q5_1: the fifth bit of value j is bit j of the little-endian u32 qh.
+void dequant_q5(const uint8_t* b, bool with_min, float* out) {
+  const float d = load_half(b), m = with_min ? load_half(b + 2) : 0.0f;
+  uint32_t qh;
+  std::memcpy(&qh, b + (with_min ? 4 : 2), 4);
+  const uint8_t* qs = b + (with_min ? 8 : 6);
+  for (int j = 0; j < 32; ++j) {
+    const int low = j < 16 ? qs[j] & 0x0F : qs[j - 16] >> 4;
+    const int q = low | static_cast<int>(((qh >> j) & 1) << 4);
+    if (with_min) out[j] = d * static_cast<float>(q) + m;
+    else out[j] = d * static_cast<float>(static_cast<int8_t>(q - 16));
+  }
+}
+
+// Q2_K: 16 sub-blocks of 16 with 4-bit scale (low) and min (high); 2-bit values, four per byte.
+void dequant_q2_k(const uint8_t* b, float* out) {
+  const uint8_t* scales = b;
+  const uint8_t* qs = b + 16;
+  const float d = load_half(b + 80), dmin = load_half(b + 82);
+  for (uint32_t e = 0; e < kQK; ++e) {
+    const uint32_t g = e / 128, shift = 2 * ((e % 128) / 32), l = e % 32;
+    const float dl = d * static_cast<float>(scales[e / 16] & 0x0F);
+    const float ml = dmin * static_cast<float>(scales[e / 16] >> 4);
+    out[e] = dl * static_cast<float>((qs[g * 32 + l] >> shift) & 3) - ml;
+  }
+}
+
+// Q3_K: 16 six-bit signed scales (low nibbles in bytes 0-7, high pairs in 8-11); 2-bit values
+// plus a high bit in hmask that, when clear, subtracts 4.
+void dequant_q3_k(const uint8_t* b, float* out) {
+  const uint8_t* hmask = b;
+  const uint8_t* qs = b + 32;
+  const uint8_t* sc = b + 96;
+  const float d = load_half(b + 108);
+  for (uint32_t e = 0; e < kQK; ++e) {
+    const uint32_t s = e / 16;
+    const int lo = (sc[s % 8] >> (4 * (s / 8))) & 0x0F, hi = (sc[8 + s % 4] >> (2 * (s / 4))) & 3;
+    const float dl = d * static_cast<float>(static_cast<int8_t>((lo | (hi << 4)) - 32));
+    const uint32_t g = e / 128, shift = 2 * ((e % 128) / 32), l = e % 32;
+    const int ql = (qs[g * 32 + l] >> shift) & 3;
+    const int qh = ((hmask[l] >> (e / 32)) & 1) ^ 1;
+    out[e] = dl * static_cast<float>(static_cast<int8_t>(ql - (qh << 2)));
   }
 }
 
@@ -180,7 +225,11 @@ void dequantize(GgmlType t, const uint8_t* src, uint64_t n, float* dst) {
     switch (t) {
       case GgmlType::kQ4_0: dequant_q4_0(b, out); break;
       case GgmlType::kQ4_1: dequant_q4_1(b, out); break;
+      case GgmlType::kQ5_0: dequant_q5(b, /*with_min=*/false, out); break;
+      case GgmlType::kQ5_1: dequant_q5(b, /*with_min=*/true, out); break;
       case GgmlType::kQ8_0: dequant_q8_0(b, out); break;
+      case GgmlType::kQ2_K: dequant_q2_k(b, out); break;
+      case GgmlType::kQ3_K: dequant_q3_k(b, out); break;
       case GgmlType::kQ4_K: dequant_q45_k(b, nullptr, b + 16, out); break;
       case GgmlType::kQ5_K: dequant_q45_k(b, b + 16, b + 48, out); break;
       case GgmlType::kQ6_K: dequant_q6_k(b, out); break;

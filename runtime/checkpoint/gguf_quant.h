@@ -32,7 +32,7 @@ struct TypeTraits {
 // Null for a type id ggml does not define.
 const TypeTraits* type_traits(uint32_t id);
 const TypeTraits& type_traits(GgmlType t);  // the type must be known
-// "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K"
+// "F32, F16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, BF16"
 std::string dequantizable_type_names();
 
 // Dequantises `n` elements (a multiple of the block size) from `src` into `dst`.

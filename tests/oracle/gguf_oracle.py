@@ -20,7 +20,9 @@ import sys
 
 import numpy as np
 
-QUANT_TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K"]
+QUANT_TYPES = ["F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+# Where the f16 scales of a K-quant block lie (the rest of its bytes are random in the test).
+K_SCALE_BYTES = {"Q2_K": (80, 84), "Q3_K": (108, 110), "Q4_K": (0, 4), "Q5_K": (0, 4), "Q6_K": (208, 210)}
 
 
 def quant(out):
@@ -39,11 +41,9 @@ def quant(out):
             # No quantiser (K-quants): random blocks, scales replaced by finite halves.
             data = rng.integers(0, 256, size=(2, 512 // block * size), dtype=np.uint8)
             blocks = data.reshape(-1, size)
-            halves = rng.uniform(-0.1, 0.1, size=(blocks.shape[0], 2)).astype(np.float16).view(np.uint8)
-            if name in ("Q4_K", "Q5_K"):
-                blocks[:, 0:4] = halves.reshape(-1, 4)
-            else:  # Q6_K: d is the last two bytes
-                blocks[:, size - 2:] = halves[:, :2]
+            lo, hi = K_SCALE_BYTES[name]
+            halves = rng.uniform(-0.1, 0.1, size=(blocks.shape[0], (hi - lo) // 2)).astype(np.float16)
+            blocks[:, lo:hi] = halves.view(np.uint8).reshape(blocks.shape[0], hi - lo)
         w.add_tensor(name, data, raw_dtype=qt)
         quants.dequantize(data, qt).astype(np.float32).tofile(os.path.join(out, name + ".f32"))
     w.write_header_to_file()

@@ -101,14 +101,14 @@ TEST_F(GgufErrors, UnknownQuantType) {
 
 TEST_F(GgufErrors, KnownButUnsupportedQuantType) {
   test::TinyGguf t;
-  t.write(path("q51.gguf"), [](gguf::MetadataOut&, std::vector<gguf::TensorOut>& ts) {
+  t.write(path("iq4.gguf"), [](gguf::MetadataOut&, std::vector<gguf::TensorOut>& ts) {
     for (auto& x : ts)
-      if (x.name == "blk.0.attn_norm.weight") {  // 64 values: two Q5_1 blocks of 24 bytes
-        x.type = gguf::GgmlType::kQ5_1;
-        x.nbytes = 48;
+      if (x.name == "blk.0.attn_norm.weight") {  // 64 values: two IQ4_NL blocks of 18 bytes
+        x.type = gguf::GgmlType::kIQ4_NL;
+        x.nbytes = 36;
       }
   });
-  expect_refused_file(path("q51.gguf"), {"blk.0.attn_norm.weight", "type Q5_1", "Q4_K", "llama-quantize"});
+  expect_refused_file(path("iq4.gguf"), {"blk.0.attn_norm.weight", "type IQ4_NL", "Q4_K", "llama-quantize"});
 }
 
 TEST_F(GgufErrors, UnsupportedArchitecture) {

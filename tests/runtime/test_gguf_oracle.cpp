@@ -54,7 +54,8 @@ TEST(GgufOracle, EveryDequantiserMatchesGgufBitForBit) {
   auto f = gguf::File::open(dir.file("quants.gguf"));
   EXPECT_EQ(f->alignment(), 64u);
   int checked = 0;
-  for (const char* name : {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K"}) {
+  for (const char* name : {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K",
+                           "Q5_K", "Q6_K"}) {
     const gguf::TensorInfo* t = f->find(name);
     ASSERT_NE(t, nullptr) << name;
     EXPECT_STREQ(gguf::type_traits(t->type).name, name);
@@ -69,7 +70,7 @@ TEST(GgufOracle, EveryDequantiserMatchesGgufBitForBit) {
     EXPECT_EQ(differ, 0u) << name << ": " << differ << " of " << ours.size() << " values differ";
     ++checked;
   }
-  EXPECT_EQ(checked, 9);
+  EXPECT_EQ(checked, 13);
 }
 
 // The multi-script corpus of the tokenizer tests plus GGUF-specific lines (special-token strings,
