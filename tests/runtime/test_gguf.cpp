@@ -289,5 +289,27 @@ TEST(GgufImport, Llama3RopeFactorsRoundTrip) {
   EXPECT_EQ(std::memcmp(g->data(*rf), f16.data(), f16.size() * 4), 0);
 }
 
+// Every cut of the file, header or data, is refused with an ftune::Error naming the file (the
+// bounds checks, not luck, stop each read).
+TEST(Gguf, EveryTruncationIsAnErrorNotACrash) {
+  test::TempDir dir;
+  test::TinyGguf().write(dir.file("t.gguf"));
+  const std::string bytes = test::read_file(dir.file("t.gguf"));
+  size_t refused = 0;
+  // Every byte of the first 64 (magic, version, counts), then a stride through the ~5 KB header
+  // (metadata, tokenizer arrays, tensor infos) and the data.
+  for (size_t n = 0; n < bytes.size(); n += (n < 64 ? 1 : n < 6000 ? 7 : 4999)) {
+    test::write_file(dir.file("cut.gguf"), bytes.substr(0, n));
+    try {
+      gguf::File::open(dir.file("cut.gguf"));
+      ADD_FAILURE() << "a file cut to " << n << " of " << bytes.size() << " bytes was accepted";
+    } catch (const Error& e) {
+      EXPECT_TRUE(contains(e.what(), dir.file("cut.gguf"))) << e.what();
+      ++refused;
+    }
+  }
+  EXPECT_GT(refused, 900u);
+}
+
 }  // namespace
 }  // namespace ftune
