@@ -82,8 +82,12 @@ def reference(path, corpus, out):
     model = hf_model(path)
     weights = {k: hashlib.sha256(v.detach().contiguous().numpy().astype(np.float32).tobytes()).hexdigest()
                for k, v in model.state_dict().items()}
+    # --dtype bfloat16 imports: torch's float32 -> bfloat16 rounding of the same tensors.
+    weights_bf16 = {k: hashlib.sha256(v.detach().to(torch.bfloat16).contiguous().view(torch.int16).numpy().tobytes())
+                    .hexdigest() for k, v in model.state_dict().items()}
     if model.config.tie_word_embeddings:
         weights.pop("lm_head.weight", None)
+        weights_bf16.pop("lm_head.weight", None)
     with open(corpus, encoding="utf-8") as f:
         ids = [tok.encode(json.loads(line)["text"], add_special_tokens=True) for line in f]
     renders = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in CHATS]
@@ -95,7 +99,7 @@ def reference(path, corpus, out):
         seq = model.generate(torch.tensor([prompt]), max_new_tokens=g["new_tokens"], do_sample=False)
     new = seq[0, len(prompt):].tolist()
     with open(out + ".tmp", "w", encoding="utf-8") as f:
-        json.dump({"weights": weights, "tie_word_embeddings": bool(model.config.tie_word_embeddings),
+        json.dump({"weights": weights, "weights_bf16": weights_bf16, "tie_word_embeddings": bool(model.config.tie_word_embeddings),
                    "ids": ids, "chats": CHATS, "renders": renders,
                    "generate": dict(g, ids=new, text=tok.decode(new, skip_special_tokens=True))},
                   f, ensure_ascii=False)

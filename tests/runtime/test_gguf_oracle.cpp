@@ -318,5 +318,27 @@ TEST_F(RealGguf, DataToolsTokenizeChatsWithTheImportedTemplate) {
   EXPECT_NE(inspect.output.find("] 36 30 2 198"), std::string::npos) << inspect.output;
 }
 
+// --dtype bfloat16 rounds as torch's .to(torch.bfloat16) does, tensor for tensor.
+TEST_F(RealGguf, Bfloat16ImportEqualsTorchRounding) {
+  test::TempDir tmp;
+  auto r = run_ftune("model import " + shell_quote(real_gguf()) + " --out " + shell_quote(tmp.file("m")) +
+                     " --dtype bfloat16");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  auto st = st::SafetensorsFile::open(tmp.file("m/model.safetensors"));
+  const json& weights = ref_["weights_bf16"];
+  ASSERT_EQ(weights.size(), 272u);
+  size_t equal = 0;
+  for (const auto& [name, sha] : weights.items()) {
+    const st::TensorInfo* t = st->find(name);
+    ASSERT_NE(t, nullptr) << name;
+    EXPECT_EQ(t->dtype, st::DType::BF16);
+    const bool same = tensor_sha256(*st, *t) == sha.get<std::string>();
+    EXPECT_TRUE(same) << name;
+    equal += same;
+  }
+  EXPECT_EQ(equal, 272u);
+  EXPECT_EQ(json::parse(test::read_file(tmp.file("m/config.json")))["dtype"], "bfloat16");
+}
+
 }  // namespace
 }  // namespace ftune
