@@ -178,6 +178,8 @@ class RealGguf : public ::testing::Test {
         "{ test -f " + shell_quote(done) + " && test " + shell_quote(done) + " -nt " + shell_quote(bin) +
         " || { rm -rf " + shell_quote(cache.string()) + " && " + shell_quote(bin) + " model import " +
         shell_quote(real_gguf()) + " --out " + shell_quote(cache.string()) + "; }; } && " +
+        "for old in " + shell_quote(dir.string()) + "/test-gguf-reference-*.json; do [ \"$old\" = " +
+        shell_quote(reference_) + " ] || rm -f \"$old\"; done && " +  // outputs of older oracles
         "{ test -f " + shell_quote(reference_) + " || " + shell_quote(test::python()) + " " +
         shell_quote(test::source_dir() + "/tests/oracle/gguf_oracle.py") + " reference " +
         shell_quote(real_gguf()) + " " + shell_quote(corpus_) + " " + shell_quote(reference_) + "; }";
