@@ -289,6 +289,14 @@ void load_config(const fs::path& dir, Tokenizer::Impl& impl) {
     }
   } else if (fs::exists(dir / "chat_template.jinja")) {  // transformers >= 4.50 writes it apart
     impl.chat_template = read_bytes((dir / "chat_template.jinja").string());
+  } else if (fs::exists(dir / "chat_template.json")) {  // {"chat_template": "..."}, processors' form
+    const fs::path p = dir / "chat_template.json";
+    try {
+      const json t = json::parse(read_bytes(p.string()));
+      impl.chat_template = get_string(t, "chat_template");
+    } catch (const json::exception& e) {
+      throw Error(p.string() + ": not valid JSON with a \"chat_template\" string: " + e.what());
+    }
   }
   // A tokenizer.json without a post-processor: transformers adds BOS/EOS from the config.
   // With one, the post-processor decides, as in `tokenizers`.
@@ -343,6 +351,13 @@ void parse_tokenizer_json(const Ctx& ctx, const json& root, Tokenizer::Impl& imp
 }
 
 }  // namespace
+
+const std::vector<std::string>& tokenizer_file_names() {
+  static const std::vector<std::string> names = {"tokenizer.json", "tokenizer_config.json",
+                                                 "special_tokens_map.json", "chat_template.jinja",
+                                                 "chat_template.json"};
+  return names;
+}
 
 std::optional<int32_t> Tokenizer::Impl::token_to_id(std::string_view token) const {
   if (const tok::AddedToken* a = added.by_content(token)) return a->id;
