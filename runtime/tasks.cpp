@@ -1,5 +1,7 @@
 #include "runtime/tasks.h"
 
+#include "runtime/peft/lora.h"
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -230,6 +232,7 @@ GenerateResult run_generate(const GenerateConfig& c) {
   std::vector<int64_t> prompt = prompt_token_ids(c, tok.get());
   const c10::Device device = parse_device(c.device);
   auto model = load_model(c.model, torch::TensorOptions(parse_scalar_type(c.dtype)).device(device));
+  if (!c.adapter.empty()) peft::load_lora_adapter(*model, c.adapter);
   model->eval();
   SamplingOptions s;
   s.greedy = c.greedy;

@@ -56,6 +56,7 @@ struct GenerateConfig {
   std::string chat;        // a user message, sent through the model's chat template
   std::string system;      // with --chat: a system message before it
   std::string tokenizer;   // "" = the model directory's tokenizer.json, if it has one
+  std::string adapter;     // a PEFT LoRA adapter directory applied on top of the model
   int64_t max_new_tokens = 32;
   bool greedy = false;
   double temperature = 1.0;
@@ -76,6 +77,8 @@ struct GenerateConfig {
     f("system", system, "with --chat: a system message (default: the template's own, if any)");
     f("tokenizer", tokenizer, "tokenizer.json or a directory holding one "
                               "(default: the model directory's, when it has one)");
+    f("adapter", adapter, "a PEFT LoRA adapter directory (adapter_config.json + "
+                          "adapter_model.safetensors) to run on top of --model, unmerged");
     f("max_new_tokens", max_new_tokens, "most tokens to generate");
     f("greedy", greedy, "always take the most likely token (else sample)");
     f("temperature", temperature, "sampling temperature (> 0)");

@@ -2,7 +2,8 @@
 
   full MODEL_DIR IDS OUT        logits of the exported Hugging Face model
   lora BASE_DIR ADAPTER IDS OUT logits of the base with the PEFT adapter loaded by PEFT
-IDS is a safetensors file with "ids" [B, T]; OUT gets "logits".
+IDS is a safetensors file with "ids" [B, T]; OUT gets "logits" and "greedy": 16 new tokens
+greedily generated after the first 5 ids of row 0 (fewer when EOS comes first).
 """
 import sys
 
@@ -29,7 +30,11 @@ def main():
     model.eval()
     ids = load_file(ids_path)["ids"]
     with torch.no_grad():
-        save_file({"logits": model(input_ids=ids).logits.contiguous()}, out)
+        logits = model(input_ids=ids).logits.contiguous()
+        prompt = ids[:1, :5]
+        seq = model.generate(input_ids=prompt, do_sample=False, max_new_tokens=16,
+                             pad_token_id=0)
+    save_file({"logits": logits, "greedy": seq[0, 5:].contiguous()}, out)
 
 
 if __name__ == "__main__":

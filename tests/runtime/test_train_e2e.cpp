@@ -112,6 +112,20 @@ class TrainE2E : public ::testing::Test {
     st::write_file(path, {{"ids", st::DType::I64, {2, 20}, t.data_ptr()}});
   }
 
+  // `ftune generate` (greedy, 16 tokens after the first 5 ids of row 0) gives the reference's ids.
+  void expect_same_greedy(const std::string& model_args, const std::string& reference) {
+    at::Tensor prompt = ids().narrow(1, 0, 5)[0];
+    std::string list;
+    for (int64_t i = 0; i < 5; ++i) list += (i ? "," : "") + std::to_string(prompt[i].item<int64_t>());
+    auto r = run_ftune("generate " + model_args + " --prompt-ids " + list +
+                       " --max-new-tokens 16 --greedy --json");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+    at::Tensor want = read_tensor(reference, "greedy");
+    std::vector<int64_t> expected(want.data_ptr<int64_t>(), want.data_ptr<int64_t>() + want.numel());
+    EXPECT_EQ(j["ids"].get<std::vector<int64_t>>(), expected) << r.output;
+  }
+
   TempDir tmp_;
 };
 
@@ -131,6 +145,7 @@ TEST_F(TrainE2E, FullFineTuneLearnsAndTransformersLoadsTheExport) {
   double diff = max_abs_diff(m->forward(ids()), read_tensor(tmp_.file("hf.safetensors"), "logits"));
   std::printf("[train] full export: max |logit diff| vs transformers %.3g\n", diff);
   EXPECT_LT(diff, 1e-4);
+  expect_same_greedy("--model " + shell_quote(out + "/final"), tmp_.file("hf.safetensors"));
 }
 
 TEST_F(TrainE2E, LoraLearnsAndPeftLoadsTheAdapter) {
@@ -155,6 +170,9 @@ TEST_F(TrainE2E, LoraLearnsAndPeftLoadsTheAdapter) {
   double diff = max_abs_diff(ours, peft_logits);
   std::printf("[train] lora adapter: max |logit diff| vs PEFT %.3g\n", diff);
   EXPECT_LT(diff, 1e-4);
+  expect_same_greedy("--model " + shell_quote(tmp_.file("base")) + " --adapter " +
+                         shell_quote(out + "/final"),
+                     tmp_.file("peft.safetensors"));
 }
 
 // A run stopped at step 3 and resumed, on the same and on another number of ranks, gives the
