@@ -12,12 +12,18 @@ void register_train_command(CLI::App& root, cli::CommandSet& commands) {
   auto cfg = std::make_shared<train::TrainConfig>();
   cli::Command& cmd = commands.add(&root, "train", "fine-tune a model: full (sharded) or LoRA; "
                                                     "one process per GPU under mpirun/srun");
-  cli::add_section(cmd.app, cmd.sections, "model", cfg->model);
-  cli::add_section(cmd.app, cmd.sections, "method", cfg->method);
+  // Short forms for hand-typed runs and scripts: `--model DIR --data DIR --steps 100 ...`.
+  const auto no = cli::ShortFlags::no;
+  cli::add_section(cmd.app, cmd.sections, "model", cfg->model, no,
+                   {{"path", "model"}, {"device", "device"}, {"dtype", "dtype"}});
+  cli::add_section(cmd.app, cmd.sections, "method", cfg->method, no, {{"name", "method"}});
   cli::add_section(cmd.app, cmd.sections, "lora", cfg->lora);
-  cli::add_section(cmd.app, cmd.sections, "data", cfg->data);
-  cli::add_section(cmd.app, cmd.sections, "train", cfg->train);
-  cli::add_section(cmd.app, cmd.sections, "optim", cfg->optim);
+  cli::add_section(cmd.app, cmd.sections, "data", cfg->data, no,
+                   {{"shards", "data"}, {"seq_len", "seq-len"}, {"global_batch", "global-batch"}});
+  cli::add_section(cmd.app, cmd.sections, "train", cfg->train, no,
+                   {{"out", "out"}, {"steps", "steps"}, {"micro_batch", "micro-batch"},
+                    {"seed", "seed"}, {"resume", "resume"}});
+  cli::add_section(cmd.app, cmd.sections, "optim", cfg->optim, no, {{"lr", "lr"}});
   cli::add_section(cmd.app, cmd.sections, "schedule", cfg->schedule);
   cli::SectionList* sections = &cmd.sections;
   cmd.run = [cfg, sections] {

@@ -72,10 +72,14 @@ class SectionList {
 // for commands whose options are few and typed by hand (`ftune generate`).
 enum class ShortFlags { no, yes };
 
+// Short names for chosen fields of a section, for commands with many sections where only a
+// few keys are typed by hand: {"path", "model"} gives `--model` beside `--model.path`.
+using ShortNames = std::vector<std::pair<std::string, std::string>>;
+
 // Registers cfg's fields as `--<section>.<name>` on cmd and remembers the section for dumping.
 template <class C>
 void add_section(CLI::App* cmd, SectionList& list, const std::string& section, C& cfg,
-                 ShortFlags short_flags = ShortFlags::no) {
+                 ShortFlags short_flags = ShortFlags::no, const ShortNames& short_names = {}) {
   cfg.fields([&](const char* name, auto& value, const char* help) {
     using T = std::decay_t<decltype(value)>;
     std::string flag = "--" + section + "." + name;
@@ -84,6 +88,8 @@ void add_section(CLI::App* cmd, SectionList& list, const std::string& section, C
       std::replace(dashed.begin(), dashed.end(), '_', '-');
       flag += ",--" + dashed;
     }
+    for (const auto& [field, short_name] : short_names)
+      if (field == name) flag += ",--" + short_name;
     if constexpr (std::is_same_v<T, bool>) {
       // `--x.flag` sets true; `--x.flag=false` and TOML `flag = false` work too.
       cmd->add_flag(flag, value, help)->default_str(value ? "true" : "false");

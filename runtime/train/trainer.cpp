@@ -319,7 +319,7 @@ int train(const TrainConfig& cfg) {
   auto reader = data::open_reader(cfg.data, data::Split::train, rank.world.rank, rank.world.size,
                                   std::nullopt, state.reader);
   rank.comm->set_phase(comm::Phase::step);
-  MetricsLog log(rank.root() ? cfg.train.out + "/metrics.jsonl" : "");
+  MetricsLog log(rank.root() ? cfg.train.out : "");
   const bool eval = has_validation(cfg.data);
   if (eval && state.step == 0) log_eval(log, evaluate(cfg, run, rank), 0, rank.root());
   auto save = [&] {

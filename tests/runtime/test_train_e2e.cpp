@@ -112,6 +112,30 @@ class TrainE2E : public ::testing::Test {
     st::write_file(path, {{"ids", st::DType::I64, {2, 20}, t.data_ptr()}});
   }
 
+  // TensorBoard (the tensorboard package) reads the same scalars as metrics.jsonl holds.
+  void expect_tensorboard_matches_metrics(const std::string& out) {
+    auto r = run_oracle("train_oracle.py", "tb " + shell_quote(out + "/tb"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    auto tb = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+    size_t compared = 0;
+    for (const auto& line : read_metrics(out + "/metrics.jsonl")) {
+      for (const char* tag : {"loss", "lr", "val_loss", "val_acc"}) {
+        if (!line.contains(tag)) continue;
+        ASSERT_TRUE(tb.contains(tag)) << tag << ": " << r.output;
+        bool found = false;
+        for (const auto& point : tb[tag])
+          if (point[0] == line["step"]) {
+            const double want = line[tag].get<double>();
+            EXPECT_NEAR(point[1].get<double>(), want, 1e-6 * std::max(1.0, std::abs(want))) << tag;
+            found = true;
+          }
+        EXPECT_TRUE(found) << tag << " at step " << line["step"];
+        ++compared;
+      }
+    }
+    EXPECT_GT(compared, 10u);
+  }
+
   // `ftune generate` (greedy, 16 tokens after the first 5 ids of row 0) gives the reference's ids.
   void expect_same_greedy(const std::string& model_args, const std::string& reference) {
     at::Tensor prompt = ids().narrow(1, 0, 5)[0];
@@ -135,6 +159,7 @@ TEST_F(TrainE2E, FullFineTuneLearnsAndTransformersLoadsTheExport) {
   std::printf("[train] full: val_loss %.4f -> %.4f\n", first, last);
   EXPECT_LT(last, 0.7 * first);
   EXPECT_TRUE(std::filesystem::exists(out + "/config.toml"));
+  expect_tensorboard_matches_metrics(out);
   write_ids(tmp_.file("ids.safetensors"));
   auto r = run_oracle("train_oracle.py", "full " + shell_quote(out + "/final") + " " +
                                              shell_quote(tmp_.file("ids.safetensors")) + " " +

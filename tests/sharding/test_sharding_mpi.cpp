@@ -7,6 +7,7 @@
 
 #include <csignal>
 #include <chrono>
+#include <cctype>
 #include <cmath>
 #include <fstream>
 #include <thread>
@@ -95,7 +96,15 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"--mode frozen_replicated --ac 1", {2, 3}},
                       Case{"--mode frozen_replicated --ac 0 --tied 1", {3}},
                       Case{"--mode frozen_sharded --ac 1", {3, 4}},
-                      Case{"--mode frozen_sharded --ac 0 --tied 1", {4}}));
+                      Case{"--mode frozen_sharded --ac 0 --tied 1", {4}}),
+    [](const ::testing::TestParamInfo<Case>& info) {  // "mode_full_ac_1_tied_1"
+      std::string name;
+      for (char ch : info.param.flags) {
+        if (std::isalnum(static_cast<unsigned char>(ch))) name += ch;
+        else if (!name.empty() && name.back() != '_') name += '_';
+      }
+      return name;
+    });
 
 // A rank that stops, dies or throws inside a step ends the whole job: within the step timeout
 // (3 s here) and with one line naming the collective and the rank, or that rank's message.
