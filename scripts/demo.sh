@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job on an embedded default: build ftune, import the real SmolLM2-135M-Instruct GGUF
-# (fetched by scripts/setup.sh) into a Hugging Face directory, describe it, and ask it two
-# questions through its chat template; then the tiny random models (ids in, ids out; text with
-# the built-in byte-level tokenizer). No Python at run time, no network after set-up.
+# (fetched by scripts/setup.sh) into a Hugging Face directory, describe it, ask it two
+# questions through its chat template, then fine-tune it on 2 CPU ranks (LoRA, then a short
+# full fine-tune) and ask again. No Python at run time, no network after set-up.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -24,11 +24,32 @@ for q in "What is the capital of France?" "Give me three tips for writing clear 
   "$ftune" generate --model "$smollm2" --chat "$q" --greedy --max-new-tokens 96
 done
 
-"$ftune" model init --model.preset tiny-llama --out "$out/tiny-llama"
-"$ftune" model info --model "$out/tiny-llama"
-"$ftune" generate --model "$out/tiny-llama" --prompt-ids 1,5,9 --max-new-tokens 16 --greedy --json
+# A real fine-tune on text every Debian machine has: chat records asking what a package is,
+# answered with its description; SmolLM2's tokenizer and chat template; LoRA on 2 CPU ranks,
+# held-out loss before and after; the same question to the base and to the fine-tuned model.
+question="What is the Debian package rsync?"
+echo "[demo] base model, Q: $question"
+echo -n "[demo] A: "
+"$ftune" generate --model "$smollm2" --chat "$question" --greedy --max-new-tokens 48
+bash scripts/demo-data.sh "$out/packages.jsonl" 3000
+rm -rf "$out/shards" "$out/lora" "$out/full"
+"$ftune" data tokenize --inputs "$out/packages.jsonl" --output "$out/shards" --tokenizer "$smollm2" \
+  --format chat
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+mpi=(mpirun --oversubscribe --bind-to none -np 2)
+echo "[demo] LoRA fine-tune, 2 ranks, 24 steps (a few minutes on 2 cores)"
+"${mpi[@]}" "$ftune" train --config configs/train-quickstart-lora.toml --data "$out/shards" \
+  --out "$out/lora" --resume none
+echo "[demo] fine-tuned (LoRA adapter), Q: $question"
+echo -n "[demo] A: "
+"$ftune" generate --model "$smollm2" --adapter "$out/lora/final" --chat "$question" --greedy \
+  --max-new-tokens 48
 
-# Text in, text out: tiny-llama3's 512 embedding rows hold the byte tokenizer's 258 tokens. The
-# weights are random, so the continuation is noise; it shows the path, not a language model.
-"$ftune" model init --model.preset tiny-llama3 --model.tokenizer byte --out "$out/tiny-llama3"
-"$ftune" generate --model "$out/tiny-llama3" --prompt "Hello, world" --max-new-tokens 16 --greedy --json
+# Then a short full fine-tune: every weight trained, sharded over the 2 ranks (each holds half
+# of the fp32 master and AdamW state), exported as a Hugging Face directory unit by unit.
+echo "[demo] full fine-tune, 2 ranks, 3 steps"
+"${mpi[@]}" "$ftune" train --config configs/train-quickstart-lora.toml --method full --lr 2e-5 \
+  --steps 3 --train.log_every 1 --data "$out/shards" --out "$out/full" --resume none
+echo "[demo] fully fine-tuned, Q: $question"
+echo -n "[demo] A: "
+"$ftune" generate --model "$out/full/final" --chat "$question" --greedy --max-new-tokens 48

@@ -215,7 +215,8 @@ void export_lora(const TrainConfig& cfg, Run& run, Rank& rank, const std::string
 
 struct StepResult {
   double loss = 0, grad_norm = 0, lr = 0;
-  int64_t tokens = 0;
+  int64_t tokens = 0;       // trained (target) tokens of the global batch
+  double seconds = 0;       // [s] wall time of the step on this rank
   bool skipped = false;
 };
 
@@ -224,6 +225,7 @@ struct StepResult {
 template <class Optim>
 StepResult train_step(const TrainConfig& cfg, Run& run, Rank& rank, data::TokenShardReader& reader,
                       Optim& optim, int64_t step) {
+  auto t0 = std::chrono::steady_clock::now();
   data::Batch b = reader.next();
   const int64_t targets = all_sum_i64(*rank.comm, b.target_tokens);
   const int64_t micro = cfg.train.micro_batch > 0 ? cfg.train.micro_batch : b.rows;
@@ -246,6 +248,7 @@ StepResult train_step(const TrainConfig& cfg, Run& run, Rank& rank, data::TokenS
     optim.step(r.lr);
   }
   optim.zero_grad();
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;
 }
 
@@ -293,9 +296,9 @@ void log_step(MetricsLog& log, const StepResult& r, const TrainState& st, int64_
               int64_t run_tokens, bool root) {
   const double tok_s = double(run_tokens) / std::max(secs, 1e-9);
   log.write(st.step, {{"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
-                      {"tokens_per_s", tok_s}, {"skipped", double(st.skipped)}});
+                      {"tokens_per_s", tok_s}, {"step_s", r.seconds}, {"skipped", double(st.skipped)}});
   if (root)
-    std::fprintf(stderr, "[train] step %lld/%lld loss %.4f lr %.3g grad_norm %.3f %.0f tok/s%s\n",
+    std::fprintf(stderr, "[train] step %lld/%lld loss %.4f lr %.3g grad_norm %.3f %.0f trained tok/s%s\n",
                  (long long)st.step, (long long)steps, r.loss, r.lr, r.grad_norm, tok_s,
                  r.skipped ? " (skipped: non-finite)" : "");
 }
