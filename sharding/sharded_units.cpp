@@ -26,6 +26,7 @@ struct ShardedUnits::Unit {
   int backward_holds = 0;  // gathers made for backward without checkpointing
   size_t grads_pending = 0;  // flat parameters still to accumulate a gradient this backward
   bool trains_flat = false;  // full mode: the flat parameters train
+  bool resident = false;     // module tensors view `shard` itself (one rank, same dtype)
   // A gather issued ahead (prefetch): the storage is refilled and the all-gather in flight;
   // the next gather() waits on it instead of starting its own.
   std::unique_ptr<comm::Work> pending;
@@ -95,6 +96,9 @@ ShardedUnits::ShardedUnits(std::vector<UnitParams> units, comm::Communicator& sh
       u->shard = at::zeros({u->layout.shard_numel()},
                            u->trains_flat ? opts.dtype(at::kFloat) : opts);
       if (u->trains_flat) u->shard.requires_grad_(true);
+      u->resident = options_.resident_when_alone && shard_.size() == 1 &&
+                    u->shard.scalar_type() == options_.compute_dtype;
+      if (u->resident) u->gathered = u->shard.detach();  // the same storage
     }
     units_.push_back(std::move(u));
   }
@@ -121,7 +125,7 @@ void ShardedUnits::install(bool take_weights) {
       const FlatEntry& e = u->layout.entries()[i];
       point_at(u->flat[i].second, u->gathered.narrow(0, e.offset, e.numel).view(e.shape));
     }
-    free_storage(u->gathered);
+    if (!u->resident) free_storage(u->gathered);
   }
 }
 
@@ -135,7 +139,7 @@ void ShardedUnits::start_gather(Unit& u) {
 
 void ShardedUnits::gather(size_t index) {
   Unit& u = *units_.at(index);
-  if (!u.gathered.defined() || u.holds++ > 0) return;
+  if (!u.gathered.defined() || u.resident || u.holds++ > 0) return;
   auto t0 = std::chrono::steady_clock::now();
   if (!u.pending) start_gather(u);
   u.pending->wait();
@@ -147,7 +151,7 @@ void ShardedUnits::gather(size_t index) {
 void ShardedUnits::prefetch(size_t index) {
   if (index >= units_.size()) return;
   Unit& u = *units_[index];
-  if (!u.gathered.defined() || u.holds > 0 || u.pending) return;
+  if (!u.gathered.defined() || u.resident || u.holds > 0 || u.pending) return;
   start_gather(u);
   ++counters_.prefetches;
 }
@@ -166,7 +170,7 @@ void ShardedUnits::drop_prefetches() {
 
 void ShardedUnits::release(size_t index) {
   Unit& u = *units_.at(index);
-  if (!u.gathered.defined()) return;
+  if (!u.gathered.defined() || u.resident) return;
   FTUNE_CHECK(u.holds > 0, "release of unit " + u.name + " that is not gathered");
   if (--u.holds == 0) free_storage(u.gathered);
 }
@@ -176,6 +180,16 @@ void ShardedUnits::release(size_t index) {
 void ShardedUnits::reduce_grads(size_t index, const std::vector<at::Tensor>& grads) {
   Unit& u = *units_.at(index);
   at::NoGradGuard no_grad;
+  if (u.resident) {  // one rank: the sum is the gradient itself, added in place
+    at::Tensor& master = u.shard;
+    if (!master.grad().defined()) master.mutable_grad() = at::zeros_like(master.detach());
+    for (size_t i = 0; i < grads.size(); ++i) {
+      if (!grads[i].defined()) continue;
+      const FlatEntry& e = u.layout.entries()[i];
+      master.mutable_grad().narrow(0, e.offset, e.numel).add_(grads[i].reshape({-1}));
+    }
+    return;
+  }
   auto t0 = std::chrono::steady_clock::now();
   const auto opts = u.gathered.options().dtype(options_.reduce_dtype);
   at::Tensor flat = at::zeros({u.layout.padded_numel()}, opts);

@@ -44,6 +44,10 @@ struct EngineOptions {
   at::ScalarType compute_dtype = at::kFloat;  // gathered parameters, activations
   at::ScalarType reduce_dtype = at::kFloat;   // gradient reduction (bf16 halves the bytes)
   at::Device device = at::kCPU;
+  // On a shard group of one rank with the compute dtype of the slices, the module tensors view
+  // the slices themselves: nothing to gather, free or reduce (the plain single-process layout,
+  // without copies). Off only to test the gather/free machinery in one process.
+  bool resident_when_alone = true;
 };
 
 // One unit as the model hands it over: its module tensors by full name. In the sharded modes

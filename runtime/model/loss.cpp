@@ -32,8 +32,9 @@ struct LinearCrossEntropy : torch::autograd::Function<LinearCrossEntropy> {
       at::Tensor picked = logits.gather(1, safe.unsqueeze(1)).squeeze(1);
       total += ((lse - picked) * valid).sum();
       if (!want_grad) continue;
-      // d/dlogits of the summed loss: softmax - onehot(label), zero for ignored tokens.
-      at::Tensor d = (logits - lse.unsqueeze(1)).exp_();
+      // d/dlogits of the summed loss: softmax - onehot(label), zero for ignored tokens; formed
+      // in the logits' own buffer, so a chunk costs one [len, V] float32 tensor, not three.
+      at::Tensor d = logits.sub_(lse.unsqueeze(1)).exp_();
       d.scatter_add_(1, safe.unsqueeze(1), at::full({len, 1}, -1.0, d.options()));
       d.mul_(valid.unsqueeze(1));
       at::Tensor dc = d.to(hidden.scalar_type());

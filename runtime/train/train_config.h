@@ -60,7 +60,7 @@ struct LoopSection {
   int64_t eval_every = 0;  // [steps]; 0 = only at the end
   int64_t log_every = 1;   // [steps]
   int64_t max_skipped_steps = 10;
-  int64_t loss_chunk = 4096;  // [tokens] per logits chunk
+  int64_t loss_chunk = 1024;  // [tokens] per logits chunk: 1024 x 128k vocab = 512 MB fp32
   int64_t checkpoint_every = 0;  // [steps]; 0 = only at the end
   int64_t keep_checkpoints = 2;
   std::string resume = "auto";   // auto | none | a checkpoint directory

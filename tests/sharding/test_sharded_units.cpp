@@ -46,6 +46,7 @@ TEST_P(ShardedUnitsTest, ParametersHoldMemoryOnlyWhileTheirUnitRuns) {
   auto m = tiny("tiny-llama");
   EngineOptions o;
   o.activation_checkpointing = GetParam();
+  o.resident_when_alone = false;  // the gather/free path of a sharded run, in one process
   auto engine = model::shard_model(*m, comm_, nullptr, o, true);
   const at::Tensor q = m->layer(1)->self_attn->q_proj->weight;
   EXPECT_EQ(q.storage().nbytes(), 0u);  // freed after install
@@ -74,14 +75,32 @@ TEST_P(ShardedUnitsTest, ParametersHoldMemoryOnlyWhileTheirUnitRuns) {
   EXPECT_GT(engine->counters().all_gather_bytes, 0);
 }
 
+// Alone, the module tensors view the slices: no gathers, the weights always present.
+TEST_P(ShardedUnitsTest, AloneTheModuleViewsTheSlicesWithoutGathers) {
+  auto m = tiny("tiny-llama");
+  EngineOptions o;
+  o.activation_checkpointing = GetParam();
+  auto engine = model::shard_model(*m, comm_, nullptr, o, true);
+  const at::Tensor q = m->layer(1)->self_attn->q_proj->weight;
+  EXPECT_EQ(q.data_ptr(), engine->shard(2).data_ptr<float>() + engine->layout(2).entries()[1].offset);
+  Step s = batch(m->config());
+  loss_of(*m, s).backward();
+  engine->finish_backward();
+  EXPECT_EQ(engine->counters().gathers, 0);
+  EXPECT_GT(q.storage().nbytes(), 0u);
+  EXPECT_TRUE(engine->shard(2).grad().defined());
+}
+
 TEST_P(ShardedUnitsTest, MasterGradientsEqualThePlainModels) {
   for (const char* preset : {"tiny-llama", "tiny-llama3"}) {
+   for (bool resident : {true, false}) {
     auto plain = tiny(preset);
     Step s = batch(plain->config());
     loss_of(*plain, s).backward();
     auto sharded = tiny(preset);
     EngineOptions o;
     o.activation_checkpointing = GetParam();
+    o.resident_when_alone = resident;
     auto engine = model::shard_model(*sharded, comm_, nullptr, o, true);
     loss_of(*sharded, s).backward();
     engine->finish_backward();
@@ -94,9 +113,10 @@ TEST_P(ShardedUnitsTest, MasterGradientsEqualThePlainModels) {
         EXPECT_EQ(e.name, units[u].params[i].first);
         at::Tensor g = engine->shard(u).grad().narrow(0, e.offset, e.numel).view(e.shape);
         EXPECT_TRUE(at::allclose(g, units[u].params[i].second.grad(), 1e-5, 1e-7))
-            << preset << " " << e.name;
+            << preset << " " << e.name << (resident ? " resident" : " gathered");
       }
     }
+   }
   }
 }
 
