@@ -1,6 +1,8 @@
 // Jinja parsing: the template is cut into text and tags (with HF's trim_blocks/lstrip_blocks
 // and `-` whitespace control applied to the text), then tags are parsed by recursive descent.
 #include <cctype>
+#include <charconv>
+#include <cstdint>
 #include <set>
 
 #include "data/pipeline/jinja_ast.h"
@@ -436,7 +438,7 @@ class Parser {
       case Token::Kind::kInt:
       case Token::Kind::kFloat: {
         auto e = make(Expr::Kind::kLiteral, t.pos);
-        e->value = t.kind == Token::Kind::kInt ? Value(std::stoll(t.text)) : Value(std::stod(t.text));
+        e->value = number_literal(t);
         next();
         return e;
       }
@@ -454,6 +456,27 @@ class Parser {
       case Token::Kind::kEnd: break;
     }
     fail(t.pos, "expected an expression" + found());
+  }
+  // The lexer only passes digits (and one '.'), so from_chars can fail only by range; Python
+  // would take any size, but a literal past int64/double is no chat template's and must not
+  // escape as std::out_of_range.
+  Value number_literal(const Token& t) const {
+    const char* first = t.text.data();
+    const char* last = first + t.text.size();
+    if (t.kind == Token::Kind::kInt) {
+      int64_t v = 0;
+      auto r = std::from_chars(first, last, v);
+      if (r.ec != std::errc() || r.ptr != last) {
+        fail(t.pos, "integer literal " + t.text + " is out of range (at most 9223372036854775807)");
+      }
+      return Value(v);
+    }
+    double v = 0;
+    auto r = std::from_chars(first, last, v);
+    if (r.ec != std::errc() || r.ptr != last) {
+      fail(t.pos, "float literal " + t.text + " is out of the range of a double");
+    }
+    return Value(v);
   }
   ExprPtr parse_name() {
     const Token& t = next();

@@ -69,5 +69,16 @@ TEST(Jinja, UnsupportedConstructsAreNamedWithTheirPosition) {
   expect_parse_error("{{ m.content.title() }}", "unsupported method 'title'", "tpl:1:13");
 }
 
+// Found by a mutation run through the CLI: std::stoll/std::stod threw std::out_of_range past the
+// parser, and `ftune data tokenize` ended as "internal error: stoll" (exit 3).
+TEST(Jinja, NumberLiteralsOutOfRangeNameTheLiteralAndItsPosition) {
+  expect_parse_error("{{ message['role'-9223372036854775808] }}",
+                     "integer literal 9223372036854775808 is out of range", "tpl:1:19");
+  expect_parse_error("x\n{{ 1" + std::string(400, '0') + ".5 }}", "float literal 1000", "tpl:2:4");
+  // The largest int64 still parses and renders.
+  EXPECT_EQ(Template("{{ 9223372036854775807 }}").render(Value::object()), "9223372036854775807");
+  EXPECT_EQ(Template("{{ -9223372036854775807 - 1 }}").render(Value::object()), "-9223372036854775808");
+}
+
 }  // namespace
 }  // namespace ftune::data::jinja

@@ -151,6 +151,56 @@ TEST(TokenizerErrors, MalformedFiles) {
   }
 }
 
+// Found by scripts/fuzz.sh tokenizer: each escaped as a non-ftune exception (an "internal
+// error"), undefined behaviour, or a multi-gigabyte allocation.
+TEST(TokenizerErrors, FuzzerFindingsAreClearErrors) {
+  json j = tiny_byte_level(false);
+  j["model"]["unk_token"] = "<unk>";  // not in the vocabulary: fails once a text needs it
+  auto tok = Tokenizer::from_json(j.dump(), nullptr, "fz/tokenizer.json");
+  try {
+    tok->encode("\xC3\xA9", false);
+    FAIL() << "encoded with a missing unk token";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fz/tokenizer.json: unk_token \"<unk>\" is not in the vocabulary"),
+              std::string::npos) << e.what();
+  }
+  j = tiny_byte_level(false);
+  j["model"]["vocab"]["!"] = 2.3e30;  // get<int32_t>() of it was undefined behaviour
+  EXPECT_NE(load_error(j).find("model vocab \"!\": expected an integer, got 2.3e+30"), std::string::npos) << load_error(j);
+  j = tiny_byte_level(false);
+  j["model"]["vocab"]["!"] = 2147483647;  // sized tables by the largest id: 64 GB
+  EXPECT_NE(load_error(j).find("vocab id 2147483647 is far past the 98 tokens"), std::string::npos) << load_error(j);
+  j = tiny_byte_level(false);
+  j["added_tokens"][0]["id"] = 2000000000;
+  EXPECT_NE(load_error(j).find("added_tokens: id 2000000000 of \"<|eot|>\" is negative or far past"), std::string::npos)
+      << load_error(j);
+  j = tiny_byte_level(false);
+  j["added_tokens"][0]["id"] = 99;  // id 98 is now a hole that decode would refuse
+  j["post_processor"] = {{"type", "RobertaProcessing"}, {"cls", {"<s>", 98}}, {"sep", {"</s>", 99}}};
+  EXPECT_NE(load_error(j).find("post_processor: special token id 98 is not a token of the vocabulary"), std::string::npos)
+      << load_error(j);
+  j = tiny_byte_level(false);
+  j["decoder"] = {{"type", "Strip"}, {"content", " "}, {"start", -1}, {"stop", 0}};
+  EXPECT_NE(load_error(j).find("decoder Strip start: -1 is out of range"), std::string::npos) << load_error(j);
+  // tokenizer_config.json fields of the wrong type name the config file.
+  j = tiny_byte_level(false);
+  const std::string cfg = R"({"bos_token": {"content": 5}})";
+  try {
+    Tokenizer::from_json(j.dump(), &cfg, "fz/tokenizer.json");
+    FAIL() << "loaded a config with a numeric bos_token";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fz/tokenizer.json (tokenizer_config.json): malformed tokenizer_config.json"),
+              std::string::npos) << e.what();
+  }
+  const std::string list = "[1]";
+  try {
+    Tokenizer::from_json(j.dump(), &list, "fz/tokenizer.json");
+    FAIL() << "loaded a config that is a list";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the top level is a JSON array, expected an object"), std::string::npos) << e.what();
+  }
+}
+
 TEST(TokenizerErrors, DecodeIdOutOfRangeAndBadUtf8) {
   test::TempDir dir;
   auto tok = Tokenizer::load(write_json(dir, tiny_byte_level(false)));
