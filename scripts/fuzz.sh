@@ -20,6 +20,10 @@ common_src="common/error.cpp common/text.cpp"
 tokenizer_src="data/tokenizer/added_vocab.cpp data/tokenizer/bpe.cpp data/tokenizer/byte_tokenizer.cpp
   data/tokenizer/pipeline.cpp data/tokenizer/regex.cpp data/tokenizer/tokenizer.cpp
   data/tokenizer/tokenizer_json.cpp data/tokenizer/unicode.cpp common/sha256.cpp"
+# The renderer's loop and size bounds, lowered so that hitting them stays well inside -timeout
+# under ASan (data/pipeline/jinja_eval.cpp).
+jinja_bounds="-DFTUNE_JINJA_MAX_STEPS=5000 -DFTUNE_JINJA_MAX_BYTES=1048576"
+defs=""
 jinja_src="data/pipeline/jinja_parse.cpp data/pipeline/jinja_eval.cpp data/pipeline/chat_templates.cpp"
 case "$target" in
   safetensors)
@@ -40,6 +44,7 @@ case "$target" in
     main=tests/data/fuzz_chat_template.cpp
     src="$jinja_src $common_src"
     libs=""
+    defs="$jinja_bounds"
     corpus=tests/data/fuzz_corpus/jinja
     dict=tests/data/fuzz_corpus/jinja.dict
     max_len=4096 ;;
@@ -47,6 +52,11 @@ case "$target" in
     main=tests/launcher/fuzz_toml_config.cpp
     src="launcher/cli/config.cpp data/pipeline/tokenize_config.cpp $common_src"
     libs=""
+    # toml++ 3.3.0 (Debian 12) reaches TOML_UNREACHABLE in is_non_ascii_horizontal_whitespace
+    # for most non-ASCII characters below U+049A (`[toЏenize]`): undefined behaviour in the
+    # library, where GCC's code happens to return the right answer (false, not whitespace).
+    # Not ours to fix; ignore that one check so the fuzzer can look past it.
+    defs="-fno-sanitize=unreachable"
     corpus=tests/launcher/fuzz_corpus/toml
     dict=tests/launcher/fuzz_corpus/toml.dict
     max_len=4096 ;;
@@ -54,6 +64,7 @@ case "$target" in
     main=tests/data/fuzz_jsonl_record.cpp
     src="data/pipeline/render.cpp data/pipeline/input.cpp $jinja_src $common_src"
     libs="-lz -lzstd"
+    defs="$jinja_bounds"
     corpus=tests/data/fuzz_corpus/jsonl
     dict=tests/data/fuzz_corpus/jsonl.dict
     max_len=4096 ;;
@@ -113,7 +124,7 @@ if (( stale )); then
   # -O1 keeps the sanitizers' reports readable and the compile short; NDEBUG off so that the
   # parsers' own asserts count as crashes too.
   args=(-std=c++17 -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
-        -I"$root" "${sources[@]/#/$root/}" $libs -o "$bin.tmp")
+        $defs -I"$root" "${sources[@]/#/$root/}" $libs -o "$bin.tmp")
   # Share the machine's two build slots with scripts/locked-build.sh.
   while true; do
     for slot in 0 1; do

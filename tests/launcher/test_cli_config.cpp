@@ -170,6 +170,45 @@ TEST(CliConfig, DumpedConfigReadsBackUnchanged) {
   EXPECT_EQ(h.optim.milestones, (std::vector<int>{1, 2}));
 }
 
+// Found by scripts/fuzz.sh toml: --dump-config wrote `inputs = []` for an empty list, which
+// CLI11 then refused to read back ("At least 1 required but received 0").
+struct ListConfig {
+  std::vector<std::string> inputs;
+  template <class F>
+  void fields(F&& f) {
+    f("inputs", inputs, "files");
+  }
+};
+
+TEST(CliConfig, EmptyListsReadBackAndCannotClearANonEmptyDefault) {
+  ftune::test::TempDir dir;
+  ListConfig lists;
+  {
+    CLI::App app{"test", "ftune"};
+    ftune::cli::CommandSet commands;
+    ftune::cli::install_toml_config(app);
+    auto& cmd = commands.add(&app, "run", "leaf");
+    ftune::cli::add_section(cmd.app, cmd.sections, "data", lists);
+    const std::string dumped = cmd.sections.dump_toml();
+    EXPECT_NE(dumped.find("inputs = []"), std::string::npos) << dumped;
+    ftune::test::write_file(dir.file("lists.toml"), dumped);
+    const char* argv[] = {"ftune", "run", "--config", nullptr};
+    const std::string path = dir.file("lists.toml");
+    argv[3] = path.c_str();
+    app.parse(4, const_cast<char**>(argv));
+    EXPECT_TRUE(lists.inputs.empty());
+  }
+  ftune::test::write_file(dir.file("clear.toml"), "[optim]\nmilestones = []\n");
+  Harness h;
+  try {
+    h.parse({"model", "init", "--config", dir.file("clear.toml")});
+    FAIL() << "an empty list replaced a non-empty default";
+  } catch (const ftune::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.file("clear.toml") + ":2: optim.milestones = [] cannot empty a list"),
+              std::string::npos) << e.what();
+  }
+}
+
 TEST(CliConfig, DuplicateFlagIsRejected) {
   Harness h;
   CLI::App* init = h.app.get_subcommand("model")->get_subcommand("init");
