@@ -11,12 +11,12 @@ namespace {
 
 class DataCliErrors : public ::testing::Test {
  protected:
-  void SetUp() override { test::write_file(dir_.file("tok/tokenizer.json"), tiny_byte_level(false).dump()); }
-  void write_config(const nlohmann::json& cfg) { test::write_file(dir_.file("tok/tokenizer_config.json"), cfg.dump()); }
+  void SetUp() override { test::write_file(dir_.file("tokenizer.json"), tiny_byte_level(false).dump()); }
+  void write_config(const nlohmann::json& cfg) { test::write_file(dir_.file("tokenizer_config.json"), cfg.dump()); }
   test::ProcessResult tokenize_chat(const std::string& line) {
     test::write_file(dir_.file("chat.jsonl"), line + "\n");
     return test::run_ftune("data tokenize --format chat --inputs " + dir_.file("chat.jsonl") + " --output " +
-                           dir_.file("out") + " --tokenizer " + dir_.file("tok") + " 2>&1");
+                           dir_.file("out") + " --tokenizer " + dir_.path() + " 2>&1");
   }
   test::TempDir dir_;
 };
@@ -31,7 +31,7 @@ TEST_F(DataCliErrors, ChatTemplateIntegerLiteralOutOfRangeNamesTheTemplatePositi
   auto r = tokenize_chat(kChat);
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_EQ(r.output.find("internal error"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("tokenizer chat template:2:18: integer literal 9223372036854775808 is out of range"),
+  EXPECT_NE(r.output.find("tokenizer chat template:2:19: integer literal 9223372036854775808 is out of range"),
             std::string::npos) << r.output;
 }
 
@@ -55,18 +55,18 @@ TEST_F(DataCliErrors, ChatTemplateOverflowIsATemplateErrorOfTheLine) {
 TEST_F(DataCliErrors, UnkTokenMissingFromTheVocabularyNamesTheFile) {
   nlohmann::json j = tiny_byte_level(false);
   j["model"]["unk_token"] = "<unk>";
-  test::write_file(dir_.file("tok/tokenizer.json"), j.dump());
+  test::write_file(dir_.file("tokenizer.json"), j.dump());
   test::write_file(dir_.file("in.jsonl"), "{\"text\": \"caf\\u00e9\"}\n");
-  auto r = test::run_ftune("data encode --tokenizer " + dir_.file("tok") + " " + dir_.file("in.jsonl") + " 2>&1");
+  auto r = test::run_ftune("data encode --tokenizer " + dir_.path() + " " + dir_.file("in.jsonl") + " 2>&1");
   EXPECT_EQ(r.exit_code, 1) << r.output;
-  EXPECT_NE(r.output.find(dir_.file("tok/tokenizer.json") + ": unk_token \"<unk>\" is not in the vocabulary"),
+  EXPECT_NE(r.output.find(dir_.file("tokenizer.json") + ": unk_token \"<unk>\" is not in the vocabulary"),
             std::string::npos) << r.output;
 }
 
 // `{"ids": [4294967301]}` was cast to int32 and decoded as id 5.
 TEST_F(DataCliErrors, DecodeRefusesIdsPastInt32) {
   test::write_file(dir_.file("ids.jsonl"), "{\"ids\": [4294967301]}\n");
-  auto r = test::run_ftune("data decode --tokenizer " + dir_.file("tok") + " " + dir_.file("ids.jsonl") + " 2>&1");
+  auto r = test::run_ftune("data decode --tokenizer " + dir_.path() + " " + dir_.file("ids.jsonl") + " 2>&1");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find(":1: ids must be integers in the int32 range, got 4294967301"), std::string::npos) << r.output;
 }
