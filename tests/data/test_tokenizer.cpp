@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/sha256.h"
+#include "data/pipeline/encode.h"
 #include "data/tokenizer/tokenizer.h"
 #include "tests/data/tiny_tokenizer.h"
 #include "tests/support/test_support.h"
@@ -199,6 +200,22 @@ TEST(TokenizerErrors, FuzzerFindingsAreClearErrors) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("the top level is a JSON array, expected an object"), std::string::npos) << e.what();
   }
+}
+
+// A vocabulary token that looks like a byte-fallback piece but is not hex ("<0xZZ>") ended
+// `ftune data tokenize` with std::invalid_argument from std::stoi ("internal error").
+TEST(TokenizerErrors, TokenBytesTakesNonHexByteLookalikesAsText) {
+  json j = tiny_byte_level(false);
+  j["pre_tokenizer"] = nullptr;
+  j["decoder"] = {{"type", "Sequence"}, {"decoders", json::array({{{"type", "ByteFallback"}}, {{"type", "Fuse"}}})}};
+  j["model"]["vocab"]["<0xZZ>"] = 99;
+  j["model"]["vocab"]["<0x41>"] = 100;
+  test::TempDir dir;
+  auto tok = Tokenizer::load(write_json(dir, j));
+  TokenBytes bytes(*tok);
+  ASSERT_TRUE(bytes.usable());
+  EXPECT_EQ(bytes[99], "<0xZZ>");
+  EXPECT_EQ(bytes[100], "A");
 }
 
 TEST(TokenizerErrors, DecodeIdOutOfRangeAndBadUtf8) {
