@@ -62,8 +62,9 @@ case "$target" in
     max_len=4096 ;;
   jsonl)
     main=tests/data/fuzz_jsonl_record.cpp
-    src="data/pipeline/render.cpp data/pipeline/input.cpp $jinja_src $common_src"
-    libs="-lz -lzstd"
+    src="data/pipeline/render.cpp data/pipeline/input.cpp data/pipeline/encode.cpp $jinja_src $tokenizer_src
+         $common_src"
+    libs="-lz -lzstd -lpcre2-8 -lutf8proc"
     defs="$jinja_bounds"
     corpus=tests/data/fuzz_corpus/jsonl
     dict=tests/data/fuzz_corpus/jsonl.dict
