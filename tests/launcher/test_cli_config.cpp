@@ -172,6 +172,24 @@ TEST(CliConfig, DumpedConfigReadsBackUnchanged) {
 
 // Found by scripts/fuzz.sh toml: --dump-config wrote `inputs = []` for an empty list, which
 // CLI11 then refused to read back ("At least 1 required but received 0").
+// A subnormal double made --dump-config throw std::out_of_range from std::stod ("internal
+// error: stod", exit 3); found while adding `ftune generate` to scripts/fuzz.sh toml.
+TEST(CliConfig, SubnormalDoublesDumpAndReadBack) {
+  ftune::test::TempDir dir;
+  std::string dumped;
+  {
+    Harness h;
+    h.parse({"model", "init", "--optim.lr", "5e-324", "--dump-config"});
+    testing::internal::CaptureStdout();
+    h.commands.run_selected(h.app);
+    dumped = testing::internal::GetCapturedStdout();
+  }
+  ftune::test::write_file(dir.file("dumped.toml"), dumped);
+  Harness h;
+  h.parse({"model", "init", "--config", dir.file("dumped.toml")});
+  EXPECT_EQ(h.optim.lr, 5e-324) << dumped;
+}
+
 struct ListConfig {
   std::vector<std::string> inputs;
   template <class F>
