@@ -35,7 +35,7 @@ case "$target" in
     max_len=4096 ;;
   tokenizer)
     main=tests/data/fuzz_tokenizer_json.cpp
-    src="$tokenizer_src $common_src"
+    src="data/pipeline/encode.cpp $tokenizer_src $common_src"
     libs="-lpcre2-8 -lutf8proc"
     corpus=tests/data/fuzz_corpus/tokenizer
     dict=tests/data/fuzz_corpus/tokenizer.dict

@@ -3,14 +3,21 @@
 // tokenizer_config.json's (JSON holds no raw NUL, so the split is unambiguous). An accepted
 // tokenizer then encodes and decodes fixed texts so that the normalizer, pre-tokenizer, BPE
 // model, added vocabulary, post-processor and decoder all run. Refusals must be ftune::Errors
-// naming the file; anything else (another exception, a sanitizer report) aborts.
+// naming the file; anything else (another exception, a sanitizer report) aborts. An accepted
+// tokenizer is also written to a file and loaded from there, so that TokenBytes (which reads
+// the file again) and DocumentEncoder align a fixed document and build its loss mask.
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
+#include <cstdio>
+
 #include "common/error.h"
+#include "data/pipeline/encode.h"
 #include "data/tokenizer/tokenizer.h"
 
 namespace {
@@ -63,6 +70,44 @@ void exercise(const ftune::data::Tokenizer& tok) {
   (void)tok.token_to_id(tok.bos_token());
 }
 
+void write_file(const std::string& path, const std::string& text) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f) std::abort();
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fclose(f);
+}
+
+// The data tool's use of a tokenizer: encode a rendered chat document with trained spans.
+void exercise_encoder(const std::string& tokenizer_json, const std::string* config_json) {
+  static const std::string dir = [] {
+    const char* t = std::getenv("TMPDIR");
+    std::string d = std::string(t && *t ? t : "/tmp") + "/ftune-fuzz-tok-XXXXXX";
+    if (!mkdtemp(d.data())) std::abort();
+    return d;
+  }();
+  write_file(dir + "/tokenizer.json", tokenizer_json);
+  if (config_json) write_file(dir + "/tokenizer_config.json", *config_json);
+  else unlink((dir + "/tokenizer_config.json").c_str());
+  std::shared_ptr<const ftune::data::Tokenizer> tok = ftune::data::Tokenizer::load(dir);  // accepted above
+  ftune::data::TokenizeConfig cfg;
+  cfg.format = "chat";
+  cfg.max_tokens = 40;
+  ftune::data::RenderedDocument doc;
+  doc.text = "<s>USER: What is the capital?\nASSISTANT: Paris \xC3\xA9t\xC3\xA9.</s>";
+  doc.all_trained = false;
+  doc.trained = {{42, doc.text.size()}};
+  ftune::data::EncodedDocument out;
+  ftune::data::BadRecord bad;
+  try {
+    ftune::data::DocumentEncoder enc(tok, cfg);
+    if (enc.encode(doc, out, bad)) {
+      if (!out.mask.empty() && out.mask.size() != out.ids.size()) std::abort();
+      if (out.ids.size() > 40) std::abort();
+    }
+  } catch (const ftune::Error&) {  // e.g. the unk token missing, as from encode() above
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -80,5 +125,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   exercise(*tok);
+  exercise_encoder(tokenizer_json, nul ? &config_json : nullptr);
   return 0;
 }
