@@ -433,7 +433,7 @@ class Renderer {
       std::string sep = arg_str(e, args, 0, ""), out;
       for (size_t i = 0; i < v.size(); ++i) {
         out += (i ? sep : "") + to_str(v[i]);
-        if (out.size() > kMaxBytes) bounded(e, std::move(out));
+        if (out.size() > kMaxBytes) fail(e.pos, "a string of over " + std::to_string(kMaxBytes) + " bytes");
       }
       return out;
     }

@@ -1,8 +1,8 @@
 // Loads tokenizer.json (+ tokenizer_config.json) into Tokenizer::Impl, refusing components
 // whose behaviour ftune does not reproduce with an error that names the file and the part.
 #include <filesystem>
-#include <limits>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -270,9 +270,9 @@ void parse_added_tokens(const Ctx& ctx, const json& list, Tokenizer::Impl& impl)
   for (const json& t : list) {
     AddedToken a;
     a.id = get_id(ctx, t.at("id"), "added_tokens");
-    if (a.id < 0 || a.id >= id_limit) {
+    if (a.id >= id_limit) {
       ctx.fail("added_tokens", "id " + std::to_string(a.id) + " of \"" + t.value("content", "") +
-                                   "\" is negative or far past the vocabulary (" +
+                                   "\" is far past the vocabulary (" +
                                    std::to_string(impl.model->max_id() + 1) + " ids)");
     }
     a.content = t.at("content").get<std::string>();
