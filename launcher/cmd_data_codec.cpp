@@ -1,6 +1,7 @@
 // `ftune data encode` / `ftune data decode`: tokenizer round trips for debugging and scripts.
 // One JSON object per input line: {"text": ...} -> {"ids": [...]}, {"ids": [...]} -> {"text": ...}.
 #include <fstream>
+#include <cstdint>
 #include <iostream>
 #include <nlohmann/json.hpp>
 
@@ -100,7 +101,11 @@ int run_decode(const DecodeConfig& cfg, const std::string& input) {
     if (ids == obj.end() || !ids->is_array()) throw Error("expected {\"ids\": [...]}");
     std::vector<int32_t> v;
     for (const json& id : *ids) {
-      if (!id.is_number_integer()) throw Error("ids must be integers, got " + id.dump());
+      // get<int32_t>() would wrap 4294967301 to 5 and decode the wrong token.
+      if (!id.is_number_integer() || (id.is_number_unsigned() ? id.get<uint64_t>() > INT32_MAX
+                                                              : id.get<int64_t>() < INT32_MIN || id.get<int64_t>() > INT32_MAX)) {
+        throw Error("ids must be integers in the int32 range, got " + id.dump());
+      }
       v.push_back(id.get<int32_t>());
     }
     json line = {{"text", tok->decode(v, cfg.skip_special_tokens)}};

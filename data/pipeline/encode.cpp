@@ -1,6 +1,7 @@
 #include "data/pipeline/encode.h"
 
 #include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <map>
 
@@ -90,8 +91,11 @@ TokenBytes::TokenBytes(const Tokenizer& tok) {
         else out += static_cast<char>(it->second);
       }
       if (!ok) out = piece;
-    } else if (piece.size() == 6 && piece.compare(0, 3, "<0x") == 0 && piece[5] == '>') {
-      out = static_cast<char>(std::stoi(piece.substr(3, 2), nullptr, 16));  // byte fallback
+    } else if (piece.size() == 6 && piece.compare(0, 3, "<0x") == 0 && piece[5] == '>' &&
+               std::isxdigit(static_cast<unsigned char>(piece[3])) && std::isxdigit(static_cast<unsigned char>(piece[4]))) {
+      // A byte-fallback piece. std::stoi threw std::invalid_argument past the pipeline for a
+      // vocabulary token such as "<0xZZ>", which is plain text (the branch below).
+      out = static_cast<char>(std::stoi(piece.substr(3, 2), nullptr, 16));
     } else {
       for (size_t p = 0; p < piece.size();) {  // U+2581 "▁" stands for a space
         if (piece.compare(p, 3, "\xE2\x96\x81") == 0) out += ' ', p += 3;

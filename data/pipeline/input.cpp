@@ -179,7 +179,8 @@ std::unique_ptr<ByteStream> open_byte_stream(const std::string& path) {
   return std::make_unique<PlainStream>(path);
 }
 
-LineReader::LineReader(const std::string& path) : path_(path), stream_(open_byte_stream(path)), buf_(kChunk) {}
+LineReader::LineReader(const std::string& path, size_t max_line)
+    : path_(path), stream_(open_byte_stream(path)), buf_(kChunk), max_line_(max_line) {}
 
 bool LineReader::fill() {
   if (eof_) return false;
@@ -187,6 +188,10 @@ bool LineReader::fill() {
     std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
     end_ -= begin_;
     begin_ = 0;
+  }
+  if (end_ - begin_ > max_line_) {
+    throw Error(path_ + ":" + std::to_string(line_ + 1) + ": a line longer than " + std::to_string(max_line_) +
+                " bytes; JSONL holds one record per line (for one document per .txt file, use txt_mode = \"file\")");
   }
   if (end_ == buf_.size()) buf_.resize(buf_.size() * 2);  // a line longer than the buffer
   size_t n = stream_->read(buf_.data() + end_, buf_.size() - end_);

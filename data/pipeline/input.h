@@ -36,7 +36,11 @@ std::unique_ptr<ByteStream> open_byte_stream(const std::string& path);
 
 class LineReader {
  public:
-  explicit LineReader(const std::string& path);
+  // A line longer than `max_line` bytes is an ftune::Error naming the file and line: a
+  // corrupt or mislabelled file (a 10 GB run without "\n" compresses to kilobytes) must not
+  // take all the memory.
+  static constexpr size_t kMaxLine = size_t{1} << 30;  // [bytes]
+  explicit LineReader(const std::string& path, size_t max_line = kMaxLine);
   // The next line without its "\n" or "\r\n"; false at the end of the file.
   bool next(std::string& line);
   // The rest of the file (the whole file when nothing was read yet).
@@ -54,6 +58,7 @@ class LineReader {
   size_t begin_ = 0, end_ = 0;  // unread bytes are buf_[begin_, end_)
   bool eof_ = false;
   int64_t line_ = 0;
+  size_t max_line_;
 };
 
 }  // namespace ftune::data

@@ -35,6 +35,7 @@ struct Expr {
   bool negated = false;  // `is not`
   std::vector<ExprPtr> args;
   std::vector<std::string> kwnames;
+  int depth = 0;  // of the subtree below; the parser bounds it so evaluation cannot overflow the stack
 };
 
 struct Node {

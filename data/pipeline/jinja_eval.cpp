@@ -2,6 +2,7 @@
 // is a discarded JSON value so that `x is defined` and missing keys behave as in Jinja2.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 
@@ -11,6 +12,19 @@ namespace ftune::data::jinja {
 namespace {
 
 const char* const kNamespaceKey = "\x01namespace";  // marks a namespace() object
+
+// Bounds on one render, far above what chat templates need (a loop per message, a few nested);
+// 100k iterations take ~0.2 s. The fuzzer builds with smaller ones: it checks that the bounds
+// hold, and ASan makes each iteration ~40x slower.
+#ifndef FTUNE_JINJA_MAX_STEPS
+#define FTUNE_JINJA_MAX_STEPS 100000
+#endif
+#ifndef FTUNE_JINJA_MAX_BYTES
+#define FTUNE_JINJA_MAX_BYTES (64u << 20)
+#endif
+constexpr int64_t kMaxSteps = FTUNE_JINJA_MAX_STEPS;  // [loop iterations]
+constexpr int64_t kMaxItems = 1 << 20;                // [list items] from range() or +
+constexpr size_t kMaxBytes = FTUNE_JINJA_MAX_BYTES;   // [bytes] of any string and of the output
 
 Value undefined() { return Value(Value::value_t::discarded); }
 bool is_undefined(const Value& v) { return v.is_discarded(); }
@@ -102,6 +116,17 @@ class Renderer {
     throw RenderError(where(name_, source_, pos) + ": " + msg);
   }
 
+  // A template runs once per record (several times with loss masks), so a loop that does not
+  // end in reasonable time or a string that doubles each iteration must fail that record
+  // rather than hang or exhaust memory.
+  void step(size_t pos) {
+    if (++steps_ > kMaxSteps) fail(pos, "more than " + std::to_string(kMaxSteps) + " loop iterations");
+  }
+  std::string bounded(const Expr& e, std::string s) const {
+    if (s.size() > kMaxBytes) fail(e.pos, "a string of over " + std::to_string(kMaxBytes) + " bytes");
+    return s;
+  }
+
   // ---- statements ----------------------------------------------------------------------------
   void exec(const std::vector<std::unique_ptr<Node>>& body) {
     for (const auto& n : body) exec(*n);
@@ -109,7 +134,10 @@ class Renderer {
   void exec(const Node& n) {
     switch (n.kind) {
       case Node::Kind::kText: out_ += n.text; break;
-      case Node::Kind::kOutput: out_ += to_str(eval(*n.expr)); break;
+      case Node::Kind::kOutput:
+        out_ += to_str(eval(*n.expr));
+        if (out_.size() > kMaxBytes) fail(n.pos, "the rendered text is over " + std::to_string(kMaxBytes) + " bytes");
+        break;
       case Node::Kind::kIf:
         for (const auto& [cond, body] : n.branches) {
           if (!cond || truthy(eval(*cond))) {
@@ -150,6 +178,7 @@ class Renderer {
     if (n.loop_filter) {
       std::vector<Value> kept;
       for (auto& item : items) {
+        step(n.pos);
         scopes_.emplace_back();
         bind_targets(n, item);
         if (truthy(eval(*n.loop_filter))) kept.push_back(std::move(item));
@@ -159,6 +188,7 @@ class Renderer {
     }
     const int64_t len = static_cast<int64_t>(items.size());
     for (int64_t i = 0; i < len; ++i) {
+      step(n.pos);
       scopes_.emplace_back();  // a set inside the loop does not leak out (Jinja scoping)
       bind_targets(n, std::move(items[i]));  // used once: move, don't copy
       scopes_.back()["loop"] = Value{{"index0", i},       {"index", i + 1},
@@ -329,8 +359,10 @@ class Renderer {
       std::vector<Value> args = positional(e, 1);
       if (callee.name == "raise_exception") fail(e.pos, "raise_exception: " + arg_str(e, args, 0, ""));
       if (callee.name == "range" && args.size() == 1 && args[0].is_number_integer()) {
+        const int64_t n = args[0].get<int64_t>();
+        if (n > kMaxItems) fail(e.pos, "range(" + std::to_string(n) + ") is over " + std::to_string(kMaxItems) + " items");
         Value out = Value::array();
-        for (int64_t i = 0; i < args[0].get<int64_t>(); ++i) out.push_back(i);
+        for (int64_t i = 0; i < n; ++i) out.push_back(i);
         return out;
       }
       fail(callee.pos, "unsupported Jinja function '" + callee.name + "'");
@@ -399,7 +431,10 @@ class Renderer {
     }
     if (f == "join" && v.is_array()) {
       std::string sep = arg_str(e, args, 0, ""), out;
-      for (size_t i = 0; i < v.size(); ++i) out += (i ? sep : "") + to_str(v[i]);
+      for (size_t i = 0; i < v.size(); ++i) {
+        out += (i ? sep : "") + to_str(v[i]);
+        if (out.size() > kMaxBytes) fail(e.pos, "a string of over " + std::to_string(kMaxBytes) + " bytes");
+      }
       return out;
     }
     fail(e.pos, "unsupported Jinja filter '" + f + "'");
@@ -425,7 +460,11 @@ class Renderer {
   Value unary(const Expr& e) {
     Value v = eval(*e.args[0]);
     if (e.name == "not") return !truthy(v);
-    if (v.is_number_integer()) return -v.get<int64_t>();
+    if (v.is_number_integer()) {
+      const int64_t x = v.get<int64_t>();
+      if (x == std::numeric_limits<int64_t>::min()) fail(e.pos, "integer overflow in -(" + std::to_string(x) + ")");
+      return -x;
+    }
     if (v.is_number()) return -v.get<double>();
     fail(e.pos, "cannot negate a " + type_name(v));
   }
@@ -440,10 +479,11 @@ class Renderer {
     Value a = eval(*e.args[0]), b = eval(*e.args[1]);
     if (op == "==") return equal(a, b);
     if (op == "!=") return !equal(a, b);
-    if (op == "~") return to_str(a) + to_str(b);
+    if (op == "~") return bounded(e, to_str(a) + to_str(b));
     if (op == "in" || op == "not in") return contains(e, b, a) == (op == "in");
-    if (op == "+" && a.is_string() && b.is_string()) return a.get<std::string>() + b.get<std::string>();
+    if (op == "+" && a.is_string() && b.is_string()) return bounded(e, a.get<std::string>() + b.get<std::string>());
     if (op == "+" && a.is_array() && b.is_array()) {
+      if (a.size() + b.size() > static_cast<size_t>(kMaxItems)) fail(e.pos, "a list of over " + std::to_string(kMaxItems) + " items");
       Value out = a;
       for (const auto& x : b) out.push_back(x);
       return out;
@@ -490,11 +530,17 @@ class Renderer {
       fail(e.pos, "unsupported operand types for '" + op + "': " + type_name(a) + " and " + type_name(b));
     }
     if (a.is_number_integer() && b.is_number_integer() && op != "/") {
-      int64_t x = a.get<int64_t>(), y = b.get<int64_t>();
+      int64_t x = a.get<int64_t>(), y = b.get<int64_t>(), z = 0;
       if ((op == "%" || op == "//") && y == 0) fail(e.pos, "division by zero");
-      if (op == "+") return x + y;
-      if (op == "-") return x - y;
-      if (op == "*") return x * y;
+      // Python's ints do not overflow; ours are int64, and overflow is refused, not wrapped.
+      bool over = false;
+      if (op == "+") over = __builtin_add_overflow(x, y, &z);
+      if (op == "-") over = __builtin_sub_overflow(x, y, &z);
+      if (op == "*") over = __builtin_mul_overflow(x, y, &z);
+      if (op == "//" || op == "%") over = x == std::numeric_limits<int64_t>::min() && y == -1;
+      if (over && op == "%") return int64_t{0};
+      if (over) fail(e.pos, "integer overflow in " + std::to_string(x) + " " + op + " " + std::to_string(y));
+      if (op == "+" || op == "-" || op == "*") return z;
       int64_t q = x / y, r = x % y;
       if (r != 0 && ((r < 0) != (y < 0))) {  // Python floors; C++ truncates
         --q;
@@ -517,6 +563,7 @@ class Renderer {
   const Value& globals_;  // messages, bos_token, ...: read in place, never copied
   std::vector<std::map<std::string, Value>> scopes_;
   std::string out_;
+  int64_t steps_ = 0;  // [loop iterations] so far in this render
 };
 
 }  // namespace

@@ -1,6 +1,9 @@
 // Jinja parsing: the template is cut into text and tags (with HF's trim_blocks/lstrip_blocks
 // and `-` whitespace control applied to the text), then tags are parsed by recursive descent.
 #include <cctype>
+#include <charconv>
+#include <cstdint>
+#include <algorithm>
 #include <set>
 
 #include "data/pipeline/jinja_ast.h"
@@ -120,6 +123,9 @@ struct Token {
   std::string text;
   size_t pos;
 };
+
+// Real chat templates nest a few levels; the bound keeps hostile ones off the stack.
+constexpr int kMaxDepth = 256;
 
 class Parser {
  public:
@@ -243,22 +249,48 @@ class Parser {
     e->name = std::move(name);
     return e;
   }
-  static ExprPtr binary(const std::string& op, size_t pos, ExprPtr a, ExprPtr b) {
+  // Every child goes through here: a tree deeper than kMaxDepth is refused while it is built
+  // (`1 + 1 + ... + 1` builds a left-deep tree with no recursion in the parser), so neither
+  // evaluating nor destroying it can overflow the stack.
+  void add_arg(Expr& parent, ExprPtr child) {
+    if (child) {
+      parent.depth = std::max(parent.depth, child->depth + 1);
+      if (parent.depth > kMaxDepth) {
+        fail(parent.pos, "expression nested more than " + std::to_string(kMaxDepth) + " levels deep");
+      }
+    }
+    parent.args.push_back(std::move(child));
+  }
+  // Guards the parser's own recursion (`((((x))))`, `not not x`, nested blocks).
+  class Nest {
+   public:
+    Nest(Parser& p, size_t pos) : p_(p) {
+      if (++p_.nesting_ > kMaxDepth) p_.fail(pos, "nested more than " + std::to_string(kMaxDepth) + " levels deep");
+    }
+    ~Nest() { --p_.nesting_; }
+    Nest(const Nest&) = delete;
+    Nest& operator=(const Nest&) = delete;
+
+   private:
+    Parser& p_;
+  };
+  ExprPtr binary(const std::string& op, size_t pos, ExprPtr a, ExprPtr b) {
     auto e = make(Expr::Kind::kBinary, pos, op);
-    e->args.push_back(std::move(a));
-    e->args.push_back(std::move(b));
+    add_arg(*e, std::move(a));
+    add_arg(*e, std::move(b));
     return e;
   }
 
   // ---- expressions, lowest precedence first (as Jinja2's parser) -----------------------------
   ExprPtr parse_expr() {
+    Nest nest(*this, peek().pos);
     ExprPtr e = parse_or();
     if (is_name("if")) {
       size_t pos = next().pos;
       auto c = make(Expr::Kind::kCond, pos);
-      c->args.push_back(std::move(e));
-      c->args.push_back(parse_or());
-      c->args.push_back(accept_name("else") ? parse_expr() : nullptr);
+      add_arg(*c, std::move(e));
+      add_arg(*c, parse_or());
+      add_arg(*c, accept_name("else") ? parse_expr() : nullptr);
       return c;
     }
     return e;
@@ -280,9 +312,10 @@ class Parser {
     return e;
   }
   ExprPtr parse_not() {
+    Nest nest(*this, peek().pos);
     if (is_name("not")) {
       auto e = make(Expr::Kind::kUnary, next().pos, "not");
-      e->args.push_back(parse_not());
+      add_arg(*e, parse_not());
       return e;
     }
     return parse_compare();
@@ -320,7 +353,7 @@ class Parser {
     bool negated = accept_name("not");
     auto t = make(Expr::Kind::kTest, pos, expect_name());
     t->negated = negated;
-    t->args.push_back(std::move(subject));
+    add_arg(*t, std::move(subject));
     if (accept_op("(")) parse_call_args(*t);
     return t;
   }
@@ -349,9 +382,10 @@ class Parser {
     return e;
   }
   ExprPtr parse_unary() {
+    Nest nest(*this, peek().pos);
     if (is_op("-")) {
       auto e = make(Expr::Kind::kUnary, next().pos, "-");
-      e->args.push_back(parse_unary());
+      add_arg(*e, parse_unary());
       return e;
     }
     if (is_op("**")) fail(peek().pos, "unsupported Jinja construct '**' (power)");
@@ -362,7 +396,7 @@ class Parser {
       next();
       size_t pos = peek().pos;
       auto f = make(Expr::Kind::kFilter, pos, expect_name());
-      f->args.push_back(std::move(e));
+      add_arg(*f, std::move(e));
       if (accept_op("(")) parse_call_args(*f);
       e = parse_postfix(std::move(f));
     }
@@ -373,13 +407,13 @@ class Parser {
       if (is_op(".")) {
         size_t pos = next().pos;
         auto a = make(Expr::Kind::kAttr, pos, expect_name());
-        a->args.push_back(std::move(e));
+        add_arg(*a, std::move(e));
         e = std::move(a);
       } else if (is_op("[")) {
         e = parse_subscript(std::move(e));
       } else if (is_op("(")) {
         auto c = make(Expr::Kind::kCall, next().pos);
-        c->args.push_back(std::move(e));
+        add_arg(*c, std::move(e));
         parse_call_args(*c);
         e = std::move(c);
       } else {
@@ -393,17 +427,17 @@ class Parser {
     if (!accept_op(":")) {
       expect_op("]");
       auto e = make(Expr::Kind::kItem, pos);
-      e->args.push_back(std::move(obj));
-      e->args.push_back(std::move(start));
+      add_arg(*e, std::move(obj));
+      add_arg(*e, std::move(start));
       return e;
     }
     ExprPtr stop = is_op("]") || is_op(":") ? nullptr : parse_expr();
     if (is_op(":")) fail(peek().pos, "unsupported Jinja construct 'slice step'");
     expect_op("]");
     auto e = make(Expr::Kind::kSlice, pos);
-    e->args.push_back(std::move(obj));
-    e->args.push_back(std::move(start));
-    e->args.push_back(std::move(stop));
+    add_arg(*e, std::move(obj));
+    add_arg(*e, std::move(start));
+    add_arg(*e, std::move(stop));
     return e;
   }
   // After '(': positional and keyword arguments up to ')'; kwnames[i] names args[i + 1].
@@ -420,7 +454,7 @@ class Parser {
         kw = next().text;
         next();
       }
-      call.args.push_back(parse_expr());
+      add_arg(call, parse_expr());
       call.kwnames.push_back(kw);
     }
   }
@@ -436,7 +470,7 @@ class Parser {
       case Token::Kind::kInt:
       case Token::Kind::kFloat: {
         auto e = make(Expr::Kind::kLiteral, t.pos);
-        e->value = t.kind == Token::Kind::kInt ? Value(std::stoll(t.text)) : Value(std::stod(t.text));
+        e->value = number_literal(t);
         next();
         return e;
       }
@@ -455,6 +489,27 @@ class Parser {
     }
     fail(t.pos, "expected an expression" + found());
   }
+  // The lexer only passes digits (and one '.'), so from_chars can fail only by range; Python
+  // would take any size, but a literal past int64/double is no chat template's and must not
+  // escape as std::out_of_range.
+  Value number_literal(const Token& t) const {
+    const char* first = t.text.data();
+    const char* last = first + t.text.size();
+    if (t.kind == Token::Kind::kInt) {
+      int64_t v = 0;
+      auto r = std::from_chars(first, last, v);
+      if (r.ec != std::errc() || r.ptr != last) {
+        fail(t.pos, "integer literal " + t.text + " is out of range (at most 9223372036854775807)");
+      }
+      return Value(v);
+    }
+    double v = 0;
+    auto r = std::from_chars(first, last, v);
+    if (r.ec != std::errc() || r.ptr != last) {
+      fail(t.pos, "float literal " + t.text + " is out of the range of a double");
+    }
+    return Value(v);
+  }
   ExprPtr parse_name() {
     const Token& t = next();
     auto e = make(Expr::Kind::kLiteral, t.pos);
@@ -469,7 +524,7 @@ class Parser {
     while (!accept_op("]")) {
       if (!e->args.empty()) expect_op(",");
       if (accept_op("]")) break;
-      e->args.push_back(parse_expr());
+      add_arg(*e, parse_expr());
     }
     return e;
   }
@@ -478,9 +533,9 @@ class Parser {
     while (!accept_op("}")) {
       if (!e->args.empty()) expect_op(",");
       if (accept_op("}")) break;
-      e->args.push_back(parse_expr());
+      add_arg(*e, parse_expr());
       expect_op(":");
-      e->args.push_back(parse_expr());
+      add_arg(*e, parse_expr());
     }
     return e;
   }
@@ -488,6 +543,7 @@ class Parser {
   // ---- statements ----------------------------------------------------------------------------
   // Parses nodes until a block tag whose keyword is in `ends`; that keyword goes to `end`.
   std::vector<std::unique_ptr<Node>> parse_body(const std::set<std::string>& ends, std::string& end) {
+    Nest nest(*this, ci_ < chunks_.size() ? chunks_[ci_].begin : s_.size());
     std::vector<std::unique_ptr<Node>> out;
     while (ci_ < chunks_.size()) {
       const Chunk c = chunks_[ci_++];
@@ -584,6 +640,7 @@ class Parser {
   size_t ci_ = 0;
   std::vector<Token> toks_;
   size_t ti_ = 0;
+  int nesting_ = 0;  // [levels] of parser recursion now
 };
 
 }  // namespace

@@ -2,6 +2,8 @@
 // order `tokenizers`' encode runs them; decode through the configured decoder.
 #include "data/tokenizer/tokenizer.h"
 
+#include <stdexcept>
+
 #include "common/error.h"
 #include "data/tokenizer/tokenizer_impl.h"
 #include "data/tokenizer/unicode.h"
@@ -59,6 +61,11 @@ std::shared_ptr<const Tokenizer> Tokenizer::load(const std::string& path) {
   return std::shared_ptr<const Tokenizer>(new Tokenizer(load_tokenizer_impl(path)));
 }
 
+std::shared_ptr<const Tokenizer> Tokenizer::from_json(const std::string& tokenizer_json, const std::string* config_json,
+                                                      const std::string& name) {
+  return std::shared_ptr<const Tokenizer>(new Tokenizer(tokenizer_impl_from_json(tokenizer_json, config_json, name)));
+}
+
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special_tokens) const {
   std::vector<int32_t> ids;
   ids.reserve(text.size() / 3 + 4);
@@ -74,19 +81,29 @@ void Tokenizer::encode_into(std::string_view text, bool add_special_tokens,
     throw Error("tokenizer input is not valid UTF-8 (byte offset " + std::to_string(bad) + ")");
   }
   if (add_special_tokens) out.insert(out.end(), impl.post.prefix.begin(), impl.post.prefix.end());
-  if (!impl.added.has(false)) {
-    encode_piece(impl, text, true, out);
-  } else {
-    thread_local std::vector<tok::Piece> pieces;
-    pieces.clear();
-    impl.added.split(text, false, pieces);
-    for (const tok::Piece& p : pieces) {
-      if (p.id >= 0) {
-        out.push_back(p.id);
-      } else if (p.end > p.start) {
-        encode_piece(impl, text.substr(p.start, p.end - p.start), p.start == 0, out);
+  // The model and the pipeline report what the file got wrong only once a text needs it (an
+  // unk_token missing from the vocabulary, a regex over PCRE2's match limit); name the file.
+  try {
+    if (!impl.added.has(false)) {
+      encode_piece(impl, text, true, out);
+    } else {
+      thread_local std::vector<tok::Piece> pieces;
+      pieces.clear();
+      impl.added.split(text, false, pieces);
+      for (const tok::Piece& p : pieces) {
+        if (p.id >= 0) {
+          out.push_back(p.id);
+        } else if (p.end > p.start) {
+          encode_piece(impl, text.substr(p.start, p.end - p.start), p.start == 0, out);
+        }
       }
     }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::invalid_argument& e) {
+    throw Error(impl.path + ": " + e.what());
+  } catch (const std::runtime_error& e) {
+    throw Error(impl.path + ": " + e.what());
   }
   if (add_special_tokens) out.insert(out.end(), impl.post.suffix.begin(), impl.post.suffix.end());
 }

@@ -24,6 +24,10 @@ class Tokenizer {
   // `path` is a tokenizer.json file or a directory holding one. Throws ftune::Error naming the
   // file and the unsupported or malformed part (e.g. a WordPiece or Unigram model).
   static std::shared_ptr<const Tokenizer> load(const std::string& path);
+  // The same from the files' bytes (tests and the fuzzer): `config_json` null means no
+  // tokenizer_config.json; `name` stands for the file in messages and is what path() returns.
+  static std::shared_ptr<const Tokenizer> from_json(const std::string& tokenizer_json, const std::string* config_json,
+                                                    const std::string& name);
   ~Tokenizer();
 
   // As `tokenizers`' encode(text, add_special_tokens=...): added/special tokens in the text are

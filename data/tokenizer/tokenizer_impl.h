@@ -32,5 +32,9 @@ struct Tokenizer::Impl {
 
 // Reads `path` (a tokenizer.json or a directory with one) and the config beside it.
 std::unique_ptr<Tokenizer::Impl> load_tokenizer_impl(const std::string& path);
+// The same from bytes; `config_json` null: no tokenizer_config.json. `name` stands for the
+// file in messages and path().
+std::unique_ptr<Tokenizer::Impl> tokenizer_impl_from_json(const std::string& tokenizer_json,
+                                                          const std::string* config_json, const std::string& name);
 
 }  // namespace ftune::data

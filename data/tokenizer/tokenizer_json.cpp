@@ -2,7 +2,9 @@
 // whose behaviour ftune does not reproduce with an error that names the file and the part.
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
 
 #include "common/error.h"
@@ -19,6 +21,9 @@ using namespace tok;
 constexpr const char* kSupported =
     "ftune supports BPE tokenizers: byte-level (Llama 3, Qwen2, GPT-2) and SentencePiece-style "
     "with byte_fallback (Llama 2, Mistral)";
+
+// Ids may leave gaps (unused ids) up to this many; tables are sized by the largest id.
+constexpr int64_t kMaxIdGap = 1 << 16;
 
 // Where we are in the file, for messages: "<file>: <component>: <problem>".
 struct Ctx {
@@ -48,6 +53,19 @@ bool get_bool(const json& j, const char* key, bool dflt) {
 std::string get_string(const json& j, const char* key, const std::string& dflt = "") {
   auto it = j.find(key);
   return it == j.end() || it->is_null() ? dflt : it->get<std::string>();
+}
+
+// nlohmann's get<int32_t>() casts any number, and a float past the int range is undefined
+// behaviour; ids and counts must be integers in range.
+int64_t get_integer(const Ctx& ctx, const json& j, const std::string& where, int64_t lo, int64_t hi) {
+  if (!j.is_number_integer()) ctx.fail(where, "expected an integer, got " + j.dump());
+  if (j.is_number_unsigned() ? j.get<uint64_t>() > static_cast<uint64_t>(hi) : j.get<int64_t>() < lo || j.get<int64_t>() > hi) {
+    ctx.fail(where, j.dump() + " is out of range [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  }
+  return j.get<int64_t>();
+}
+int32_t get_id(const Ctx& ctx, const json& j, const std::string& where) {
+  return static_cast<int32_t>(get_integer(ctx, j, where, 0, std::numeric_limits<int32_t>::max()));
 }
 
 std::string type_of(const Ctx& ctx, const json& j, const std::string& where) {
@@ -163,8 +181,8 @@ void parse_decoder(const Ctx& ctx, const json& j, Decoder& out) {
   } else if (type == "Strip") {
     step.kind = Kind::strip;
     step.content = j.at("content").get<std::string>();
-    step.start = j.at("start").get<size_t>();
-    step.stop = j.at("stop").get<size_t>();
+    step.start = static_cast<size_t>(get_integer(ctx, j.at("start"), where + " Strip start", 0, 1 << 20));
+    step.stop = static_cast<size_t>(get_integer(ctx, j.at("stop"), where + " Strip stop", 0, 1 << 20));
   } else if (type == "Metaspace") {
     step.kind = Kind::metaspace;
     step.replacement = get_string(j, "replacement", step.replacement);
@@ -194,13 +212,12 @@ void parse_post_processor(const Ctx& ctx, const json& j, PostProcessor& out) {
       }
       std::string name = piece.at("SpecialToken").at("id").get<std::string>();
       if (!specials.contains(name)) ctx.fail(where, "template token \"" + name + "\" is not in special_tokens");
-      auto ids = specials.at(name).at("ids").get<std::vector<int32_t>>();
       auto& dst = after_sequence ? out.suffix : out.prefix;
-      dst.insert(dst.end(), ids.begin(), ids.end());
+      for (const json& id : specials.at(name).at("ids")) dst.push_back(get_id(ctx, id, where + " " + name));
     }
   } else if (type == "RobertaProcessing" || type == "BertProcessing") {
-    out.prefix.push_back(j.at("cls").at(1).get<int32_t>());
-    out.suffix.push_back(j.at("sep").at(1).get<int32_t>());
+    out.prefix.push_back(get_id(ctx, j.at("cls").at(1), where + " cls"));
+    out.suffix.push_back(get_id(ctx, j.at("sep").at(1), where + " sep"));
   } else {
     ctx.unsupported(where, type, "Sequence, ByteLevel, TemplateProcessing, RobertaProcessing, BertProcessing");
   }
@@ -214,7 +231,16 @@ BpeConfig parse_bpe(const Ctx& ctx, const json& m) {
     ctx.fail(where, "BPE dropout is random at encode time; set \"dropout\": null for data preparation");
   }
   BpeConfig c;
-  for (const auto& [token, id] : m.at("vocab").items()) c.vocab.emplace_back(token, id.get<int32_t>());
+  int64_t max_id = -1;
+  for (const auto& [token, id] : m.at("vocab").items()) {
+    c.vocab.emplace_back(token, get_id(ctx, id, where + " vocab \"" + token + "\""));
+    max_id = std::max<int64_t>(max_id, c.vocab.back().second);
+  }
+  // Tables are sized by the largest id, so one stray id (2147483647) would allocate gigabytes.
+  if (max_id >= static_cast<int64_t>(c.vocab.size()) + kMaxIdGap) {
+    ctx.fail(where, "vocab id " + std::to_string(max_id) + " is far past the " + std::to_string(c.vocab.size()) +
+                        " tokens of the vocabulary; ids should run from 0 without large gaps");
+  }
   for (const json& merge : m.at("merges")) {
     if (merge.is_array() && merge.size() == 2) {
       c.merges.emplace_back(merge[0].get<std::string>(), merge[1].get<std::string>());
@@ -236,13 +262,19 @@ BpeConfig parse_bpe(const Ctx& ctx, const json& m) {
   return c;
 }
 
-void parse_added_tokens(const json& list, Tokenizer::Impl& impl) {
+void parse_added_tokens(const Ctx& ctx, const json& list, Tokenizer::Impl& impl) {
   std::vector<AddedToken> tokens;
   std::unordered_map<int32_t, std::string> normalized_form;
   std::string normed;
+  const int64_t id_limit = int64_t(impl.model->max_id()) + 1 + int64_t(list.size()) + kMaxIdGap;
   for (const json& t : list) {
     AddedToken a;
-    a.id = t.at("id").get<int32_t>();
+    a.id = get_id(ctx, t.at("id"), "added_tokens");
+    if (a.id >= id_limit) {
+      ctx.fail("added_tokens", "id " + std::to_string(a.id) + " of \"" + t.value("content", "") +
+                                   "\" is far past the vocabulary (" +
+                                   std::to_string(impl.model->max_id() + 1) + " ids)");
+    }
     a.content = t.at("content").get<std::string>();
     a.single_word = get_bool(t, "single_word", false);
     a.lstrip = get_bool(t, "lstrip", false);
@@ -268,16 +300,10 @@ std::string config_token(const json& cfg, const char* key) {
   return get_string(*it, "content");
 }
 
-void load_config(const fs::path& dir, Tokenizer::Impl& impl) {
-  fs::path cfg_path = dir / "tokenizer_config.json";
-  json cfg = json::object();
-  if (fs::exists(cfg_path)) {
-    try {
-      cfg = json::parse(read_bytes(cfg_path.string()));
-    } catch (const json::exception& e) {
-      throw Error(cfg_path.string() + ": not valid JSON: " + e.what());
-    }
-  }
+// tokenizer_config.json's special tokens and chat template; `template_file` is the template of
+// the chat_template.jinja (or chat_template.json) beside it ("" when there is none), used when
+// the config has no template.
+void apply_config(const json& cfg, const std::string& template_file, Tokenizer::Impl& impl) {
   impl.bos_token = config_token(cfg, "bos_token");
   impl.eos_token = config_token(cfg, "eos_token");
   impl.pad_token = config_token(cfg, "pad_token");
@@ -287,16 +313,8 @@ void load_config(const fs::path& dir, Tokenizer::Impl& impl) {
     for (const json& t : cfg.at("chat_template")) {  // named templates: take "default"
       if (get_string(t, "name") == "default") impl.chat_template = get_string(t, "template");
     }
-  } else if (fs::exists(dir / "chat_template.jinja")) {  // transformers >= 4.50 writes it apart
-    impl.chat_template = read_bytes((dir / "chat_template.jinja").string());
-  } else if (fs::exists(dir / "chat_template.json")) {  // {"chat_template": "..."}, processors' form
-    const fs::path p = dir / "chat_template.json";
-    try {
-      const json t = json::parse(read_bytes(p.string()));
-      impl.chat_template = get_string(t, "chat_template");
-    } catch (const json::exception& e) {
-      throw Error(p.string() + ": not valid JSON with a \"chat_template\" string: " + e.what());
-    }
+  } else if (!template_file.empty()) {  // transformers >= 4.50 writes it apart
+    impl.chat_template = template_file;
   }
   // A tokenizer.json without a post-processor: transformers adds BOS/EOS from the config.
   // With one, the post-processor decides, as in `tokenizers`.
@@ -324,6 +342,26 @@ void load_config(const fs::path& dir, Tokenizer::Impl& impl) {
   }
 }
 
+// Fields of the wrong type (`"bos_token": {"content": 5}`) are json::exceptions; name the file.
+// `cfg_text` null: no tokenizer_config.json.
+void apply_config_text(const std::string* cfg_text, const std::string& cfg_name, const std::string& template_file,
+                       Tokenizer::Impl& impl) {
+  json cfg = json::object();
+  if (cfg_text != nullptr) {
+    try {
+      cfg = json::parse(*cfg_text);
+    } catch (const json::exception& e) {
+      throw Error(cfg_name + ": not valid JSON: " + e.what());
+    }
+    if (!cfg.is_object()) throw Error(cfg_name + ": the top level is a JSON " + cfg.type_name() + ", expected an object");
+  }
+  try {
+    apply_config(cfg, template_file, impl);
+  } catch (const json::exception& e) {
+    throw Error(cfg_name + ": malformed tokenizer_config.json: " + e.what());
+  }
+}
+
 void parse_tokenizer_json(const Ctx& ctx, const json& root, Tokenizer::Impl& impl) {
   if (!root.is_object() || !root.contains("model")) ctx.fail("top level", "no \"model\" object; is this a tokenizer.json?");
   for (const char* key : {"truncation", "padding"}) {
@@ -340,13 +378,15 @@ void parse_tokenizer_json(const Ctx& ctx, const json& root, Tokenizer::Impl& imp
   }
   parse_decoder(ctx, root.value("decoder", json()), impl.decoder);
   parse_post_processor(ctx, root.value("post_processor", json()), impl.post);
-  parse_added_tokens(root.value("added_tokens", json::array()), impl);
+  parse_added_tokens(ctx, root.value("added_tokens", json::array()), impl);
   impl.vocab_size = std::max(impl.model->max_id(), impl.added.max_id()) + 1;
-  for (int32_t id : impl.post.prefix) {
-    if (id < 0 || id >= impl.vocab_size) ctx.fail("post_processor", "special token id " + std::to_string(id) + " is out of the vocabulary");
-  }
-  for (int32_t id : impl.post.suffix) {
-    if (id < 0 || id >= impl.vocab_size) ctx.fail("post_processor", "special token id " + std::to_string(id) + " is out of the vocabulary");
+  // Every id the post-processor adds must decode again: in range and not a hole.
+  for (const auto* ids : {&impl.post.prefix, &impl.post.suffix}) {
+    for (int32_t id : *ids) {
+      if (id < 0 || id >= impl.vocab_size || (!impl.added.by_id(id) && impl.model->id_to_token(id).empty())) {
+        ctx.fail("post_processor", "special token id " + std::to_string(id) + " is not a token of the vocabulary");
+      }
+    }
   }
 }
 
@@ -364,13 +404,11 @@ std::optional<int32_t> Tokenizer::Impl::token_to_id(std::string_view token) cons
   return model->token_to_id(token);
 }
 
-std::unique_ptr<Tokenizer::Impl> load_tokenizer_impl(const std::string& path) {
-  fs::path file = path;
-  if (fs::is_directory(file)) file /= "tokenizer.json";
-  if (!fs::exists(file)) throw Error(file.string() + ": no such tokenizer file");
+namespace {
+
+std::unique_ptr<Tokenizer::Impl> parse_tokenizer_impl(const std::string& bytes, const std::string& name) {
   auto impl = std::make_unique<Tokenizer::Impl>();
-  impl->path = file.string();
-  const std::string bytes = read_bytes(impl->path);
+  impl->path = name;
   impl->hash = sha256_hex(bytes);
   Ctx ctx{impl->path};
   json root;
@@ -383,8 +421,42 @@ std::unique_ptr<Tokenizer::Impl> load_tokenizer_impl(const std::string& path) {
     parse_tokenizer_json(ctx, root, *impl);
   } catch (const json::exception& e) {  // a field of the wrong type or missing
     ctx.fail("malformed tokenizer.json", e.what());
+  } catch (const Error&) {
+    throw;
+  } catch (const std::runtime_error& e) {  // e.g. an added token the normalizer cannot normalize
+    ctx.fail("tokenizer.json", e.what());
   }
-  load_config(file.parent_path(), *impl);
+  return impl;
+}
+
+}  // namespace
+
+std::unique_ptr<Tokenizer::Impl> load_tokenizer_impl(const std::string& path) {
+  fs::path file = path;
+  if (fs::is_directory(file)) file /= "tokenizer.json";
+  if (!fs::exists(file)) throw Error(file.string() + ": no such tokenizer file");
+  auto impl = parse_tokenizer_impl(read_bytes(file.string()), file.string());
+  const fs::path dir = file.parent_path();
+  const fs::path cfg_path = dir / "tokenizer_config.json", jinja_path = dir / "chat_template.jinja";
+  std::optional<std::string> cfg_text;
+  if (fs::exists(cfg_path)) cfg_text = read_bytes(cfg_path.string());
+  std::string jinja = fs::exists(jinja_path) ? read_bytes(jinja_path.string()) : "";
+  const fs::path json_path = dir / "chat_template.json";  // {"chat_template": "..."}, processors' form
+  if (jinja.empty() && fs::exists(json_path)) {
+    try {
+      jinja = get_string(json::parse(read_bytes(json_path.string())), "chat_template");
+    } catch (const json::exception& e) {
+      throw Error(json_path.string() + ": not valid JSON with a \"chat_template\" string: " + e.what());
+    }
+  }
+  apply_config_text(cfg_text ? &*cfg_text : nullptr, cfg_path.string(), jinja, *impl);
+  return impl;
+}
+
+std::unique_ptr<Tokenizer::Impl> tokenizer_impl_from_json(const std::string& tokenizer_json,
+                                                          const std::string* config_json, const std::string& name) {
+  auto impl = parse_tokenizer_impl(tokenizer_json, name);
+  apply_config_text(config_json, name + " (tokenizer_config.json)", "", *impl);
   return impl;
 }
 

@@ -1,5 +1,11 @@
 #include "launcher/cli/config.h"
 
+// toml++ 3.3.0 asserts on some malformed input (`[=x]`) before refusing it with a proper
+// parse_error a few lines later (what a Release build, with the assert compiled out, prints).
+// A Debug build or the fuzzer would abort there instead of naming the file and line.
+#ifndef TOML_ASSERT
+#define TOML_ASSERT(expr) static_cast<void>(0)
+#endif
 #include <toml++/toml.h>
 
 #include <cstdio>
@@ -83,6 +89,9 @@ class TomlConfig : public CLI::Config {
     std::vector<CLI::ConfigItem> items;
     for (const auto& [name, node] : leaves) {
       check_known(name, *node, valid);
+      if (const auto* arr = node->as_array(); arr && arr->empty()) {
+        if (skip_empty_list(cmd, name, *node)) continue;
+      }
       CLI::ConfigItem item;
       item.parents = parents;
       item.name = name;
@@ -108,6 +117,18 @@ class TomlConfig : public CLI::Config {
     if (!near.empty()) msg += "; did you mean '" + near + "'?";
     else msg += "; run with --help to list the keys";
     throw Error(msg);
+  }
+
+  // `inputs = []` (what --dump-config writes for an empty list) has no values to give CLI11,
+  // which refuses an option with none. Neither the command line nor a file can empty a list,
+  // so an empty resolved list is always the default: leave the option unset. A list whose
+  // default is not empty cannot be cleared; say so rather than keep the default silently.
+  bool skip_empty_list(const CLI::App* cmd, const std::string& name, const toml::node& node) const {
+    const CLI::Option* opt = cmd->get_option_no_throw("--" + name);
+    const std::string dflt = opt ? opt->get_default_str() : "";
+    if (dflt.empty() || dflt == "[]" || dflt == "{}") return true;
+    throw Error(*file_ + ":" + std::to_string(node.source().begin.line) + ": " + name +
+                " = [] cannot empty a list whose default is " + dflt + "; give its values");
   }
 
   const CLI::App* root_;

@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <functional>
 #include <iomanip>
 #include <memory>
@@ -32,7 +33,9 @@ inline std::string toml_value(double v) {
   // The shortest of 15 or 17 significant digits that reads back as the same double.
   std::ostringstream os;
   os << std::setprecision(15) << v;
-  if (std::stod(os.str()) != v) {
+  // strtod, not std::stod: a subnormal (5e-324) reads back with ERANGE, which std::stod
+  // turns into std::out_of_range ("internal error: stod" from --dump-config).
+  if (std::strtod(os.str().c_str(), nullptr) != v) {
     os.str("");
     os << std::setprecision(17) << v;
   }

@@ -69,5 +69,61 @@ TEST(Jinja, UnsupportedConstructsAreNamedWithTheirPosition) {
   expect_parse_error("{{ m.content.title() }}", "unsupported method 'title'", "tpl:1:13");
 }
 
+// Found by a mutation run through the CLI: std::stoll/std::stod threw std::out_of_range past the
+// parser, and `ftune data tokenize` ended as "internal error: stoll" (exit 3).
+TEST(Jinja, NumberLiteralsOutOfRangeNameTheLiteralAndItsPosition) {
+  expect_parse_error("{{ message['role'-9223372036854775808] }}",
+                     "integer literal 9223372036854775808 is out of range", "tpl:1:19");
+  expect_parse_error("x\n{{ 1" + std::string(400, '0') + ".5 }}", "float literal 1000", "tpl:2:4");
+  // The largest int64 still parses and renders.
+  EXPECT_EQ(Template("{{ 9223372036854775807 }}").render(Value::object()), "9223372036854775807");
+  EXPECT_EQ(Template("{{ -9223372036854775807 - 1 }}").render(Value::object()), "-9223372036854775808");
+}
+
+std::string render_error(const std::string& src) {
+  try {
+    Template("x\n" + src, "tpl").render(vars(conversation(false), false));
+  } catch (const RenderError& e) {
+    return e.what();
+  }
+  return "(rendered)";
+}
+
+// Found with scripts/fuzz.sh jinja and its seeds: signed overflow (undefined behaviour; a
+// SIGFPE for INT64_MIN // -1 in a release build), stack overflows on deep nesting, and loops
+// or strings without bound (a hang or an out-of-memory per record).
+TEST(Jinja, IntegerOverflowIsARenderErrorNotUndefinedBehaviour) {
+  EXPECT_NE(render_error("{{ 9223372036854775807 + 1 }}").find("tpl:2:24: integer overflow in 9223372036854775807 + 1"),
+            std::string::npos) << render_error("{{ 9223372036854775807 + 1 }}");
+  EXPECT_NE(render_error("{{ 3037000500 * 3037000500 }}").find("integer overflow"), std::string::npos);
+  EXPECT_NE(render_error("{{ (-9223372036854775807 - 1) // -1 }}").find("integer overflow"), std::string::npos);
+  EXPECT_NE(render_error("{{ -(-9223372036854775807 - 1) }}").find("integer overflow in -(-9223372036854775808)"),
+            std::string::npos);
+  // Python: INT64_MIN % -1 == 0, and floor division still rounds down.
+  EXPECT_EQ(Template("{{ (-9223372036854775807 - 1) % -1 }} {{ -7 // 2 }}").render(Value::object()), "0 -4");
+}
+
+TEST(Jinja, DeepNestingIsRefusedWhenParsed) {
+  expect_parse_error("{{ " + std::string(1000, '(') + "1" + std::string(1000, ')') + " }}", "nested more than 256 levels",
+                     "tpl:1:");
+  std::string chain = "{{ 1";
+  for (int i = 0; i < 600; ++i) chain += " + 1";
+  expect_parse_error(chain + " }}", "expression nested more than 256 levels", "tpl:1:");
+  std::string blocks;
+  for (int i = 0; i < 300; ++i) blocks += "{% if true %}";
+  expect_parse_error(blocks, "nested more than 256 levels", "tpl:1:");
+}
+
+TEST(Jinja, LoopsAndStringsAreBoundedPerRender) {
+  EXPECT_NE(render_error("{% for i in range(100000000) %}{% endfor %}").find("tpl:2:18: range(100000000) is over 1048576 items"),
+            std::string::npos);
+  EXPECT_NE(render_error("{% for a in range(400) %}{% for b in range(400) %}{% endfor %}{% endfor %}")
+                .find("more than 100000 loop iterations"),
+            std::string::npos);
+  EXPECT_NE(render_error("{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+                         "{% endfor %}").find("a string of over 67108864 bytes"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace ftune::data::jinja

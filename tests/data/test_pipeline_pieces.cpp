@@ -38,6 +38,25 @@ TEST(PipelineInput, PlainGzipAndZstdReadTheSameLines) {
   ASSERT_EQ(twice.size(), 2 * plain.size() - 1);         // the last line of the first joins the second
 }
 
+TEST(PipelineInput, OverlongLinesAreErrorsNamingFileAndLine) {
+  test::TempDir dir;
+  test::write_file(dir.file("long.jsonl"), "{\"text\": \"ok\"}\n" + std::string(3 << 20, 'x') + "\nlast\n");
+  LineReader r(dir.file("long.jsonl"), 2 << 20);
+  std::string line;
+  ASSERT_TRUE(r.next(line));
+  try {
+    r.next(line);
+    FAIL() << "read a line of 3 MiB with a 2 MiB limit";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.file("long.jsonl") + ":2: a line longer than 2097152 bytes"),
+              std::string::npos) << e.what();
+  }
+  // Lines longer than the read buffer but within the limit still read whole.
+  LineReader ok(dir.file("long.jsonl"), 4 << 20);
+  ASSERT_TRUE(ok.next(line) && ok.next(line));
+  EXPECT_EQ(line.size(), size_t{3} << 20);
+}
+
 TEST(PipelineInput, CorruptAndTruncatedCompressedFilesAreErrors) {
   test::TempDir dir;
   std::string text;

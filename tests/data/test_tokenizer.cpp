@@ -7,6 +7,7 @@
 
 #include "common/error.h"
 #include "common/sha256.h"
+#include "data/pipeline/encode.h"
 #include "data/tokenizer/tokenizer.h"
 #include "tests/data/tiny_tokenizer.h"
 #include "tests/support/test_support.h"
@@ -149,6 +150,72 @@ TEST(TokenizerErrors, MalformedFiles) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no such tokenizer file"), std::string::npos);
   }
+}
+
+// Found by scripts/fuzz.sh tokenizer: each escaped as a non-ftune exception (an "internal
+// error"), undefined behaviour, or a multi-gigabyte allocation.
+TEST(TokenizerErrors, FuzzerFindingsAreClearErrors) {
+  json j = tiny_byte_level(false);
+  j["model"]["unk_token"] = "<unk>";  // not in the vocabulary: fails once a text needs it
+  auto tok = Tokenizer::from_json(j.dump(), nullptr, "fz/tokenizer.json");
+  try {
+    tok->encode("\xC3\xA9", false);
+    FAIL() << "encoded with a missing unk token";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fz/tokenizer.json: unk_token \"<unk>\" is not in the vocabulary"),
+              std::string::npos) << e.what();
+  }
+  j = tiny_byte_level(false);
+  j["model"]["vocab"]["!"] = 2.3e30;  // get<int32_t>() of it was undefined behaviour
+  EXPECT_NE(load_error(j).find("model vocab \"!\": expected an integer, got 2.3e+30"), std::string::npos) << load_error(j);
+  j = tiny_byte_level(false);
+  j["model"]["vocab"]["!"] = 2147483647;  // sized tables by the largest id: 64 GB
+  EXPECT_NE(load_error(j).find("vocab id 2147483647 is far past the 98 tokens"), std::string::npos) << load_error(j);
+  j = tiny_byte_level(false);
+  j["added_tokens"][0]["id"] = 2000000000;
+  EXPECT_NE(load_error(j).find("added_tokens: id 2000000000 of \"<|eot|>\" is far past the vocabulary"), std::string::npos)
+      << load_error(j);
+  j = tiny_byte_level(false);
+  j["added_tokens"][0]["id"] = 99;  // id 98 is now a hole that decode would refuse
+  j["post_processor"] = {{"type", "RobertaProcessing"}, {"cls", {"<s>", 98}}, {"sep", {"</s>", 99}}};
+  EXPECT_NE(load_error(j).find("post_processor: special token id 98 is not a token of the vocabulary"), std::string::npos)
+      << load_error(j);
+  j = tiny_byte_level(false);
+  j["decoder"] = {{"type", "Strip"}, {"content", " "}, {"start", -1}, {"stop", 0}};
+  EXPECT_NE(load_error(j).find("decoder Strip start: -1 is out of range"), std::string::npos) << load_error(j);
+  // tokenizer_config.json fields of the wrong type name the config file.
+  j = tiny_byte_level(false);
+  const std::string cfg = R"({"bos_token": {"content": 5}})";
+  try {
+    Tokenizer::from_json(j.dump(), &cfg, "fz/tokenizer.json");
+    FAIL() << "loaded a config with a numeric bos_token";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("fz/tokenizer.json (tokenizer_config.json): malformed tokenizer_config.json"),
+              std::string::npos) << e.what();
+  }
+  const std::string list = "[1]";
+  try {
+    Tokenizer::from_json(j.dump(), &list, "fz/tokenizer.json");
+    FAIL() << "loaded a config that is a list";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("the top level is a JSON array, expected an object"), std::string::npos) << e.what();
+  }
+}
+
+// A vocabulary token that looks like a byte-fallback piece but is not hex ("<0xZZ>") ended
+// `ftune data tokenize` with std::invalid_argument from std::stoi ("internal error").
+TEST(TokenizerErrors, TokenBytesTakesNonHexByteLookalikesAsText) {
+  json j = tiny_byte_level(false);
+  j["pre_tokenizer"] = nullptr;
+  j["decoder"] = {{"type", "Sequence"}, {"decoders", json::array({{{"type", "ByteFallback"}}, {{"type", "Fuse"}}})}};
+  j["model"]["vocab"]["<0xZZ>"] = 99;
+  j["model"]["vocab"]["<0x41>"] = 100;
+  test::TempDir dir;
+  auto tok = Tokenizer::load(write_json(dir, j));
+  TokenBytes bytes(*tok);
+  ASSERT_TRUE(bytes.usable());
+  EXPECT_EQ(bytes[99], "<0xZZ>");
+  EXPECT_EQ(bytes[100], "A");
 }
 
 TEST(TokenizerErrors, DecodeIdOutOfRangeAndBadUtf8) {
