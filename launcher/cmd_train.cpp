@@ -1,9 +1,11 @@
 // `ftune train`: one rank of a fine-tuning run (start N of them with mpirun/srun). Parses the
 // sections of the run config here, torch-free; the loop runs in libftune_torch.so.
+#include <iostream>
 #include <memory>
 
 #include "launcher/commands.h"
 #include "launcher/torch_loader.h"
+#include "runtime/tasks.h"
 #include "runtime/train/train_config.h"
 
 namespace ftune {
@@ -29,6 +31,16 @@ void register_train_command(CLI::App& root, cli::CommandSet& commands) {
   cmd.run = [cfg, sections] {
     cfg->resolved_toml = sections->dump_toml();
     return torch_api().run_train(*cfg);
+  };
+}
+
+void register_merge_command(CLI::App& root, cli::CommandSet& commands) {
+  auto cfg = std::make_shared<model::MergeConfig>();
+  cli::Command& cmd = commands.add(&root, "merge", "fold a LoRA adapter into its base model (HF directory out)");
+  cli::add_section(cmd.app, cmd.sections, "merge", *cfg, cli::ShortFlags::yes);
+  cmd.run = [cfg] {
+    std::cout << torch_api().merge_adapter(*cfg) << "\n";
+    return 0;
   };
 }
 

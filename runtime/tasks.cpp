@@ -248,4 +248,18 @@ GenerateResult run_generate(const GenerateConfig& c) {
   return result;
 }
 
+std::string merge_adapter(const MergeConfig& c) {
+  if (c.model.empty() || c.adapter.empty() || c.out.empty())
+    throw Error("merge: give --model BASE_DIR --adapter ADAPTER_DIR --out DIR");
+  auto model = load_model(c.model, torch::TensorOptions(at::kFloat));
+  peft::load_lora_adapter(*model, c.adapter);
+  const size_t merged = peft::merge_lora(*model);
+  SaveOptions o;
+  o.dtype = c.dtype.empty() ? model->config().dtype : c.dtype;
+  o.tokenizer_dir = c.model;
+  save_model(*model, c.out, o);
+  return "merged " + std::to_string(merged) + " adapted projections of " + c.adapter + " into " +
+         c.model + " -> " + c.out + " (" + o.dtype + ")";
+}
+
 }  // namespace ftune::model

@@ -91,6 +91,25 @@ struct GenerateConfig {
   }
 };
 
+// `ftune merge`: a PEFT LoRA adapter folded into its base model, saved as a HF directory.
+struct MergeConfig {
+  std::string model;    // base HF model directory
+  std::string adapter;  // PEFT adapter directory
+  std::string out;
+  std::string dtype;    // stored dtype; "" = the base's
+
+  template <class F>
+  void fields(F&& f) {
+    f("model", model, "base HF model directory the adapter was trained on");
+    f("adapter", adapter, "PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors)");
+    f("out", out, "directory for the merged model (safetensors, config.json, tokenizer files)");
+    f("dtype", dtype, "stored dtype: float32, bfloat16 or float16 (default: the base's)");
+  }
+};
+
+// Returns a one-line summary.
+std::string merge_adapter(const MergeConfig& cfg);
+
 // Parses "1,5,9"; throws ftune::Error naming the bad item.
 std::vector<int64_t> parse_token_ids(const std::string& text);
 

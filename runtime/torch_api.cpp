@@ -9,6 +9,7 @@ extern "C" __attribute__((visibility("default"))) const ftune::model::TorchApi* 
       &ftune::model::init_model_dir,
       &ftune::model::run_generate,
       &ftune::train::run_train,
+      &ftune::model::merge_adapter,
   };
   return &api;
 }

@@ -19,7 +19,7 @@
 namespace ftune::model {
 
 // Bump when a field of TorchApi or of the structs it takes changes.
-constexpr uint32_t kTorchApiVersion = 3;
+constexpr uint32_t kTorchApiVersion = 4;
 
 struct TorchApi {
   uint32_t version;   // kTorchApiVersion of the library's build
@@ -29,6 +29,7 @@ struct TorchApi {
   GenerateResult (*run_generate)(const GenerateConfig& cfg);
   // runtime/train/trainer.h: one rank of `ftune train`; returns the exit code.
   int (*run_train)(const train::TrainConfig& cfg);
+  std::string (*merge_adapter)(const MergeConfig& cfg);
 };
 
 }  // namespace ftune::model

@@ -124,6 +124,20 @@ void load_lora_adapter(model::CausalLM& model, const std::string& dir) {
   }
 }
 
+size_t merge_lora(model::CausalLM& model) {
+  at::NoGradGuard no_grad;
+  size_t merged = 0;
+  for (auto& [name, linear] : model.named_linears()) {
+    auto lora = std::dynamic_pointer_cast<LoraAdapter>(linear->adapter());
+    if (!lora) continue;
+    at::Tensor delta = at::matmul(lora->lora_B.to(at::kFloat), lora->lora_A.to(at::kFloat)) * lora->scaling();
+    linear->weight.copy_((linear->weight.to(at::kFloat) + delta.to(linear->weight.device())));
+    lora->lora_B.zero_();
+    ++merged;
+  }
+  return merged;
+}
+
 std::string trainable_summary(model::CausalLM& model) {
   int64_t trainable = 0, all = 0;
   for (const auto& p : model.parameters()) {

@@ -26,6 +26,7 @@ class LoraAdapter : public model::LinearAdapter {
   at::Tensor forward(const at::Tensor& x, const at::Tensor& base_out,
                      const model::LinearImpl& base) override;
   at::Tensor lora_A, lora_B;  // [r, in], [out, r]
+  double scaling() const { return scaling_; }
 
  private:
   double scaling_, dropout_;
@@ -44,6 +45,11 @@ std::string peft_key(const std::string& ftune_name);
 // Attaches the adapter in a PEFT LoRA directory (adapter_config.json + adapter_model.safetensors)
 // to model and loads its weights. Throws ftune::Error naming the file and what is wrong.
 void load_lora_adapter(model::CausalLM& model, const std::string& dir);
+
+// Folds every LoRA adapter into its base weight (W += s * B A, in W's dtype) and zeroes B, so
+// the model computes the same function and base_parameters() hold the merged weights.
+// Returns the number of projections merged.
+size_t merge_lora(model::CausalLM& model);
 
 // "trainable params: 1,234 || all params: 5,678 || trainable%: 21.7326", as PEFT prints it.
 std::string trainable_summary(model::CausalLM& model);

@@ -8,10 +8,15 @@
 #include <thread>
 
 #include <ATen/Parallel.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/cuda/CUDAFunctions.h>
+#include <c10/cuda/CUDAStream.h>
 #include <nlohmann/json.hpp>
 
 #include "common/error.h"
+#include "common/sha256.h"
 #include "data/reader/token_shard_reader.h"
+#include "data/shards/shard_set.h"
 #include "runtime/checkpoint/hf_checkpoint.h"
 #include "runtime/comm/factory.h"
 #include "runtime/comm/world.h"
@@ -36,21 +41,43 @@ struct Rank {
 
 // [world] MPI (when launched by mpirun/srun), the communicator, this rank's device and its
 // share of the cores.
+// On CUDA: GPU `local rank` (one rank per GPU), collectives over NCCL on the tensors' stream.
 Rank setup_rank(const TrainConfig& cfg) {
   Rank r;
   r.world = comm::init_world();
-  r.comm = comm::make_communicator("auto", r.world, comm::Timeouts{});
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   at::set_num_threads(int(std::max(1u, cores / unsigned(r.world.local_size))));
+  std::string backend = "auto";
   if (cfg.model.device.rfind("cuda", 0) == 0) {
-    if (!at::hasCUDA())
-      throw Error("model.device = " + cfg.model.device + " but no CUDA device is visible on " + r.world.host);
+    const int gpus = at::hasCUDA() ? int(at::detail::getCUDAHooks().deviceCount()) : 0;
+    if (r.world.local_rank >= gpus)
+      throw Error("model.device = " + cfg.model.device + ": local rank " + std::to_string(r.world.local_rank) +
+                  " needs GPU " + std::to_string(r.world.local_rank) + " but " + r.world.host + " shows " +
+                  std::to_string(gpus) + "; start one rank per GPU");
     r.device = at::Device(at::kCUDA, int8_t(r.world.local_rank));
+    c10::cuda::set_device(r.device.index());
+    backend = "nccl";
   } else if (cfg.model.device != "cpu") {
     throw Error("model.device = '" + cfg.model.device + "' is not cpu or cuda");
   }
+  r.comm = comm::make_communicator(backend, r.world, comm::Timeouts{});
+  if (r.device.is_cuda()) r.comm->set_compute_stream(c10::cuda::getCurrentCUDAStream().stream());
   comm::print_placement(r.world, *r.comm);
   return r;
+}
+
+// Rules that need the model's files: the sequence fits the model, and the shards were made
+// with the model's tokenizer (the hash of its tokenizer.json; checked when the shards open).
+std::optional<std::string> check_against_model(const TrainConfig& cfg, const model::ModelConfig& m) {
+  if (cfg.data.seq_len > m.max_position_embeddings)
+    throw Error("data.seq_len = " + std::to_string(cfg.data.seq_len) + " exceeds the model's " +
+                "max_position_embeddings = " + std::to_string(m.max_position_embeddings) + " (" +
+                cfg.model.path + "/config.json); lower data.seq_len");
+  const fs::path tok = fs::path(cfg.model.path) / "tokenizer.json";
+  if (!fs::exists(tok)) return std::nullopt;
+  std::ifstream in(tok, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return sha256_hex(bytes);
 }
 
 at::ScalarType compute_dtype(const TrainConfig& cfg) {
@@ -63,6 +90,7 @@ struct Run {
   std::vector<sharding::OptimParam> params;
   std::vector<std::string> lora_targets;
   model::ModelConfig config;
+  std::optional<std::string> tokenizer_hash;  // the model's; the shards must carry it
 };
 
 // [model] Full: the model is built without memory and each rank reads only its slices. LoRA:
@@ -71,6 +99,8 @@ struct Run {
 Run build_model(const TrainConfig& cfg, Rank& rank) {
   Run run;
   run.config = model::load_model_dir_config(cfg.model.path);
+  run.tokenizer_hash = check_against_model(cfg, run.config);
+  data::ShardSet::open(cfg.data.shards, run.tokenizer_hash);  // refused here, before the weights load
   sharding::EngineOptions o;
   o.compute_dtype = compute_dtype(cfg);
   o.activation_checkpointing = cfg.train.activation_checkpointing == "on";
@@ -146,7 +176,7 @@ struct Eval {
 // [evaluate] Every held-out sample once (one epoch of the validation split).
 Eval evaluate(const TrainConfig& cfg, Run& run, Rank& rank) {
   auto reader = data::open_reader(cfg.data, data::Split::validation, rank.world.rank,
-                                  rank.world.size, std::nullopt);
+                                  rank.world.size, run.tokenizer_hash);
   at::Tensor stats = at::zeros({2}, at::kFloat);
   int64_t tokens = 0;
   for (int64_t s = 0; s < reader->steps_per_epoch(); ++s) {
@@ -320,7 +350,7 @@ int train(const TrainConfig& cfg) {
       std::fprintf(stderr, "[train] resumed from %s at step %lld\n", from->c_str(), (long long)state.step);
   }
   auto reader = data::open_reader(cfg.data, data::Split::train, rank.world.rank, rank.world.size,
-                                  std::nullopt, state.reader);
+                                  run.tokenizer_hash, state.reader);
   rank.comm->set_phase(comm::Phase::step);
   MetricsLog log(rank.root() ? cfg.train.out : "");
   const bool eval = has_validation(cfg.data);

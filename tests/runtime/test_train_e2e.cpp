@@ -198,6 +198,18 @@ TEST_F(TrainE2E, LoraLearnsAndPeftLoadsTheAdapter) {
   expect_same_greedy("--model " + shell_quote(tmp_.file("base")) + " --adapter " +
                          shell_quote(out + "/final"),
                      tmp_.file("peft.safetensors"));
+  // `ftune merge` folds the adapter in: transformers' logits of the merged model are PEFT's.
+  auto merged = run_ftune("merge --model " + shell_quote(tmp_.file("base")) + " --adapter " +
+                          shell_quote(out + "/final") + " --out " + shell_quote(tmp_.file("merged")));
+  ASSERT_EQ(merged.exit_code, 0) << merged.output;
+  EXPECT_NE(merged.output.find("merged 14 adapted projections"), std::string::npos) << merged.output;
+  r = run_oracle("train_oracle.py", "full " + shell_quote(tmp_.file("merged")) + " " +
+                                        shell_quote(tmp_.file("ids.safetensors")) + " " +
+                                        shell_quote(tmp_.file("merged.safetensors")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  double merged_diff = max_abs_diff(read_tensor(tmp_.file("merged.safetensors"), "logits"), peft_logits);
+  std::printf("[train] merged: max |logit diff| transformers(merged) vs PEFT %.3g\n", merged_diff);
+  EXPECT_LT(merged_diff, 1e-4);
 }
 
 // A run stopped at step 3 and resumed, on the same and on another number of ranks, gives the
@@ -258,6 +270,18 @@ TEST_F(TrainE2E, BadSettingsAreNamedBeforeAnyWork) {
                 shell_quote(tmp_.file("shards")) + " --method.name lora --lora.target_modules q_prj");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("did you mean 'q_proj'"), std::string::npos) << r.output;
+  r = run_ftune("train --model " + shell_quote(tmp_.file("base")) + " --data " +
+                shell_quote(tmp_.file("shards")) + " --seq-len 1024");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("data.seq_len = 1024 exceeds the model's max_position_embeddings = 512"),
+            std::string::npos) << r.output;
+  // Shards made with another tokenizer: here the same vocabulary, one byte changed.
+  run_shell("cp -r " + shell_quote(tmp_.file("base")) + " " + shell_quote(tmp_.file("other")) +
+            " && echo >> " + shell_quote(tmp_.file("other/tokenizer.json")));
+  r = run_ftune("train --model " + shell_quote(tmp_.file("other")) + " --data " + shell_quote(tmp_.file("shards")));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("tokenizer"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("shard-00000.h5"), std::string::npos) << r.output;
 }
 
 }  // namespace
