@@ -26,7 +26,7 @@ void print_result(const model::GenerateConfig& cfg, const model::GenerateResult&
     return;
   }
   // A text prompt gets text back; an ids prompt keeps its ids line, with the text after it.
-  if (cfg.prompt_ids.empty() && r.text) {
+  if (cfg.prompt_ids.empty() && r.text) {  // --prompt or --chat
     std::cout << *r.text << "\n";
     return;
   }

@@ -1,9 +1,12 @@
-// `ftune model init` and `ftune model info`: write a random HF model, describe one.
+// `ftune model init|info|import|export`: write a random HF model, describe one, GGUF in and out.
 #include <iostream>
 #include <memory>
 
+#include "common/error.h"
 #include "launcher/commands.h"
 #include "launcher/torch_loader.h"
+#include "runtime/gguf_export.h"
+#include "runtime/gguf_import.h"
 #include "runtime/tasks.h"
 
 namespace ftune {
@@ -25,10 +28,36 @@ void register_model_commands(CLI::App& root, cli::CommandSet& commands) {
   auto dir = std::make_shared<std::string>();
   cli::Command& info_cmd = commands.add(
       group, "info", "architecture, shapes, parameter count and bytes (config.json suffices)");
-  info_cmd.app->add_option("--model", *dir, "HF model directory")->required();
-  info_cmd.run = [dir] {
-    // config.json and safetensors headers only: no LibTorch loaded.
-    std::cout << model::describe_model_dir(*dir);
+  auto positional = std::make_shared<std::string>();
+  info_cmd.app->add_option("--model", *dir, "HF model directory, or a .gguf file");
+  info_cmd.app->add_option("path", *positional, "the same as --model: `ftune model info FILE.gguf`");
+  info_cmd.run = [dir, positional] {
+    if (dir->empty() == positional->empty())
+      throw Error("model info: give the model once, as --model PATH or as PATH (a directory or a .gguf file)");
+    if (dir->empty()) *dir = *positional;
+    // config.json and safetensors (or GGUF) headers only: no LibTorch loaded.
+    std::cout << (model::is_gguf_path(*dir) ? model::describe_gguf(*dir) : model::describe_model_dir(*dir));
+    return 0;
+  };
+
+  // Torch-free: dequantising and writing safetensors needs no tensors library.
+  auto import_cfg = std::make_shared<model::ModelImportConfig>();
+  auto file = std::make_shared<std::string>();
+  cli::Command& import_cmd = commands.add(
+      group, "import", "turn a GGUF file (llama.cpp) into a Hugging Face model directory");
+  import_cmd.app->add_option("file", *file, "the .gguf file")->required();
+  cli::add_section(import_cmd.app, import_cmd.sections, "import", *import_cfg, cli::ShortFlags::yes);
+  import_cmd.run = [import_cfg, file] {
+    std::cout << model::import_gguf(*file, *import_cfg) << "\n";
+    return 0;
+  };
+
+  auto export_cfg = std::make_shared<model::ModelExportConfig>();
+  cli::Command& export_cmd =
+      commands.add(group, "export", "write a Hugging Face llama directory as a GGUF file (llama.cpp)");
+  cli::add_section(export_cmd.app, export_cmd.sections, "export", *export_cfg, cli::ShortFlags::yes);
+  export_cmd.run = [export_cfg] {
+    std::cout << model::export_gguf(*export_cfg) << "\n";
     return 0;
   };
 }

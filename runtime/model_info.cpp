@@ -49,9 +49,7 @@ std::string checkpoint_bytes(const std::string& dir, int64_t expected_params) {
 
 }  // namespace
 
-std::string describe_model_dir(const std::string& dir) {
-  ModelConfig cfg = load_model_dir_config(dir);
-  const int64_t params = parameter_count(cfg);
+std::string describe_config(const ModelConfig& cfg) {
   std::ostringstream os;
   os << "architecture:    " << cfg.architecture << " (" << cfg.model_type << ")\n"
      << "layers:          " << cfg.num_layers << "\n"
@@ -64,7 +62,15 @@ std::string describe_model_dir(const std::string& dir) {
   os << "\n"
      << "tied embeddings: " << (cfg.tie_word_embeddings ? "yes" : "no") << "\n";
   if (cfg.sliding_window) os << "sliding window:  " << *cfg.sliding_window << " tokens\n";
-  os << "parameters:      " << with_commas(params) << "\n";
+  os << "parameters:      " << with_commas(parameter_count(cfg)) << "\n";
+  return os.str();
+}
+
+std::string describe_model_dir(const std::string& dir) {
+  ModelConfig cfg = load_model_dir_config(dir);
+  const int64_t params = parameter_count(cfg);
+  std::ostringstream os;
+  os << describe_config(cfg);
   if (has_weights(dir)) {
     os << "weights (from the safetensors headers):\n" << checkpoint_bytes(dir, params);
   } else {

@@ -1,5 +1,6 @@
 #include "runtime/tasks.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -7,8 +8,11 @@
 
 #include "common/error.h"
 #include "common/text.h"
+#include "data/pipeline/render.h"
 #include "data/tokenizer/byte_tokenizer.h"
 #include "data/tokenizer/tokenizer.h"
+#include <nlohmann/json.hpp>
+
 #include "runtime/checkpoint/hf_checkpoint.h"
 #include "runtime/generate.h"
 
@@ -80,14 +84,12 @@ std::string write_byte_tokenizer(const ModelInitConfig& c, const ModelConfig& cf
 }
 
 // tokenizer.json and the files transformers' AutoTokenizer reads beside it (ours reads
-// tokenizer_config.json too), so the copy behaves as the original.
+// tokenizer_config.json and the chat template files too), so the copy behaves as the original.
 void copy_tokenizer_files(const data::Tokenizer& tok, const std::string& out_dir) {
   const fs::path from_dir = fs::path(tok.path()).parent_path();
-  const std::pair<fs::path, const char*> files[] = {
-      {tok.path(), "tokenizer.json"},
-      {from_dir / "tokenizer_config.json", "tokenizer_config.json"},
-      {from_dir / "special_tokens_map.json", "special_tokens_map.json"}};
-  for (const auto& [from, name] : files) {
+  for (const std::string& name : data::tokenizer_file_names()) {
+    // --model.tokenizer may name the tokenizer.json file itself, under any name.
+    const fs::path from = name == "tokenizer.json" ? fs::path(tok.path()) : from_dir / name;
     const fs::path to = fs::path(out_dir) / name;
     if (!fs::exists(from)) continue;
     // Writing a file onto itself would truncate it first (--out is the tokenizer's directory).
@@ -128,8 +130,43 @@ std::shared_ptr<const data::Tokenizer> generate_tokenizer(const GenerateConfig& 
   }
 }
 
+// --chat: the messages through the tokenizer's chat template, encoded without special tokens
+// (the template writes them), as transformers' apply_chat_template(tokenize=True) does.
+std::vector<int64_t> chat_prompt_ids(const GenerateConfig& c, const data::Tokenizer& tok) {
+  nlohmann::json messages = nlohmann::json::array();
+  if (!c.system.empty()) messages.push_back({{"role", "system"}, {"content", c.system}});
+  messages.push_back({{"role", "user"}, {"content", c.chat}});
+  std::string text;
+  try {
+    text = data::render_chat_prompt({tok.bos_token(), tok.eos_token(), tok.chat_template()},
+                                    messages.dump());
+  } catch (const Error& e) {
+    throw Error("generate --chat: " + tok.path() + ": " + e.what());
+  }
+  std::vector<int32_t> ids = tok.encode(text, /*add_special_tokens=*/false);
+  return std::vector<int64_t>(ids.begin(), ids.end());
+}
+
+// Where a chat reply ends: the model's eos ids, the tokenizer's eos, and the end-of-turn tokens
+// of the common templates (ChatML, Llama 3, Gemma) when the vocabulary has them.
+std::vector<int64_t> chat_stop_ids(const ModelConfig& cfg, const data::Tokenizer& tok) {
+  std::vector<int64_t> stop = cfg.eos_token_ids;
+  auto add = [&](std::optional<int32_t> id) {
+    if (id && std::find(stop.begin(), stop.end(), *id) == stop.end()) stop.push_back(*id);
+  };
+  add(tok.eos_id());
+  for (const char* t : {"<|im_end|>", "<|eot_id|>", "<end_of_turn>"}) add(tok.token_to_id(t));
+  return stop;
+}
+
 std::vector<int64_t> prompt_token_ids(const GenerateConfig& c, const data::Tokenizer* tok) {
   if (!c.prompt_ids.empty()) return parse_token_ids(c.prompt_ids);
+  if (!c.chat.empty()) {
+    if (tok == nullptr)
+      throw Error("generate: --chat TEXT needs a tokenizer with a chat template, and the model "
+                  "directory " + c.model + " has no tokenizer.json; pass --tokenizer PATH");
+    return chat_prompt_ids(c, *tok);
+  }
   if (tok == nullptr) {
     throw Error("generate: --prompt TEXT needs a tokenizer, and the model directory " + c.model +
                 " has no tokenizer.json; pass --tokenizer PATH (a tokenizer.json or a directory "
@@ -183,8 +220,10 @@ std::string init_model_dir(const ModelInitConfig& c, const std::string& out_dir)
 
 GenerateResult run_generate(const GenerateConfig& c) {
   if (c.model.empty()) throw Error("generate: --model DIR is required");
-  if (c.prompt.empty() == c.prompt_ids.empty())
-    throw Error("generate: give exactly one of --prompt TEXT or --prompt-ids 1,5,9");
+  if (int(!c.prompt.empty()) + int(!c.prompt_ids.empty()) + int(!c.chat.empty()) != 1)
+    throw Error("generate: give exactly one of --prompt TEXT, --prompt-ids 1,5,9 or --chat TEXT");
+  if (!c.system.empty() && c.chat.empty())
+    throw Error("generate: --system TEXT goes with --chat TEXT");
   if (c.max_new_tokens < 0) throw Error("generate: --max-new-tokens must be >= 0");
   // Tokenizer and prompt before the model: their errors come without the wait for the weights.
   auto tok = generate_tokenizer(c);
@@ -199,7 +238,9 @@ GenerateResult run_generate(const GenerateConfig& c) {
   s.top_k = c.top_k;
   s.seed = static_cast<uint64_t>(c.seed);
   GenerateResult result;
-  result.ids = generate(*model, prompt, c.max_new_tokens, s, model->config().eos_token_ids);
+  const std::vector<int64_t> stop =
+      !c.chat.empty() && tok ? chat_stop_ids(model->config(), *tok) : model->config().eos_token_ids;
+  result.ids = generate(*model, prompt, c.max_new_tokens, s, stop);
   if (tok) result.text = decode_new_text(*tok, result.ids);
   return result;
 }

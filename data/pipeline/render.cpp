@@ -244,4 +244,17 @@ bool DocumentRenderer::render_chat(const void* json, RenderedDocument& out, BadR
   return true;
 }
 
+std::string render_chat_prompt(const ChatTokens& tokens, const std::string& messages_json,
+                               bool add_generation_prompt) {
+  if (tokens.chat_template.empty())
+    throw Error("the tokenizer has no chat template (chat_template in tokenizer_config.json or "
+                "chat_template.jinja); give the prompt as text with --prompt instead");
+  const jinja::Template tmpl(tokens.chat_template, "tokenizer chat template");
+  Json vars = {{"messages", Json::parse(messages_json)},
+               {"bos_token", tokens.bos_token},
+               {"eos_token", tokens.eos_token},
+               {"add_generation_prompt", add_generation_prompt}};
+  return tmpl.render(vars);
+}
+
 }  // namespace ftune::data

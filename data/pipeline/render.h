@@ -42,6 +42,13 @@ struct ChatTokens {
 
 bool valid_utf8(std::string_view s);
 
+// The prompt a chat model continues, as transformers' apply_chat_template(messages,
+// tokenize=False, add_generation_prompt=...): the tokenizer's template rendered with
+// bos_token/eos_token. `messages_json` is a JSON list of {"role", "content"} objects. Throws
+// ftune::Error when tokens.chat_template is empty or the template fails.
+std::string render_chat_prompt(const ChatTokens& tokens, const std::string& messages_json,
+                               bool add_generation_prompt = true);
+
 class DocumentRenderer {
  public:
   // Resolves the preset and the chat template; throws ftune::Error for a bad configuration

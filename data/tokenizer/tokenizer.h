@@ -13,6 +13,12 @@
 
 namespace ftune::data {
 
+// The files that make up a tokenizer beside tokenizer.json, in the order they are copied:
+// tokenizer.json, tokenizer_config.json, special_tokens_map.json, chat_template.jinja and
+// chat_template.json (transformers >= 4.50 keeps the chat template in those two). Every place
+// that copies a tokenizer (model init, save_model, exports) copies all that exist.
+const std::vector<std::string>& tokenizer_file_names();
+
 class Tokenizer {
  public:
   // `path` is a tokenizer.json file or a directory holding one. Throws ftune::Error naming the

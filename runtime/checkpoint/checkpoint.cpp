@@ -166,9 +166,15 @@ void Checkpoint::require(const std::vector<std::string>& required) const {
 
 void write_checkpoint(const std::string& dir, const std::vector<TensorView>& tensors, uint64_t max_shard_bytes,
                       const std::map<std::string, std::string>& metadata) {
+  write_checkpoint_by_shard(dir, tensors, [](const std::vector<TensorView>& shard) { return shard; },
+                            max_shard_bytes, metadata);
+}
+
+void write_checkpoint_by_shard(const std::string& dir, const std::vector<TensorView>& specs, const ShardMaker& make,
+                               uint64_t max_shard_bytes, const std::map<std::string, std::string>& metadata) {
   // Checked across shards here; write_file only sees one shard's names.
   std::set<std::string> names;
-  for (const auto& t : tensors) {
+  for (const auto& t : specs) {
     if (!names.insert(t.name).second) throw Error(dir + ": tensor '" + t.name + "' is given twice");
     try {
       t.nbytes();
@@ -179,10 +185,19 @@ void write_checkpoint(const std::string& dir, const std::vector<TensorView>& ten
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (ec) throw Error(dir + ": cannot create checkpoint directory: " + ec.message());
-  const auto shards = plan_shards(tensors, max_shard_bytes);
+  const auto shards = plan_shards(specs, max_shard_bytes);
   const std::string index_path = join_path(dir, kIndexFile);
+  // The views `make` returns must describe the specs it was given, in order.
+  auto made = [&](const std::vector<TensorView>& shard) {
+    std::vector<TensorView> views = make(shard);
+    FTUNE_CHECK(views.size() == shard.size(), "a shard maker returned another number of tensors");
+    for (size_t i = 0; i < views.size(); ++i)
+      FTUNE_CHECK(views[i].name == shard[i].name && views[i].nbytes() == shard[i].nbytes(),
+                  "a shard maker changed tensor '" + shard[i].name + "'");
+    return views;
+  };
   if (shards.size() == 1) {
-    write_file(join_path(dir, kSingleFile), tensors, metadata);
+    write_file(join_path(dir, kSingleFile), made(shards[0]), metadata);
     // A stale index from an earlier sharded export would win over the new file when loading.
     fs::remove(index_path, ec);
     return;
@@ -191,7 +206,7 @@ void write_checkpoint(const std::string& dir, const std::vector<TensorView>& ten
   uint64_t total = 0;
   for (size_t k = 0; k < shards.size(); ++k) {
     const std::string name = shard_name(k + 1, shards.size());
-    write_file(join_path(dir, name), shards[k], metadata);
+    write_file(join_path(dir, name), made(shards[k]), metadata);
     for (const auto& t : shards[k]) {
       weight_map[t.name] = name;
       total += t.nbytes();

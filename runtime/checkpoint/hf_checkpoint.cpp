@@ -6,6 +6,7 @@
 #include <set>
 
 #include "common/error.h"
+#include "data/tokenizer/tokenizer.h"
 
 namespace ftune::model {
 namespace fs = std::filesystem;
@@ -43,9 +44,11 @@ at::ScalarType parse_scalar_type(const std::string& hf_name) {
 std::string hf_dtype_name(at::ScalarType dtype) { return model::hf_dtype_name(to_st_dtype(dtype)); }
 
 const std::vector<std::string>& tokenizer_files() {
-  static const std::vector<std::string> files = {"tokenizer.json", "tokenizer_config.json",
-                                                 "special_tokens_map.json",
-                                                 "generation_config.json"};
+  static const std::vector<std::string> files = [] {
+    std::vector<std::string> f = data::tokenizer_file_names();
+    f.push_back("generation_config.json");
+    return f;
+  }();
   return files;
 }
 

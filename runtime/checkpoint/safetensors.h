@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -125,5 +126,14 @@ void write_file(const std::string& path, const std::vector<TensorView>& tensors,
 void write_checkpoint(const std::string& dir, const std::vector<TensorView>& tensors,
                       uint64_t max_shard_bytes = 5'000'000'000ULL,
                       const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
+
+// write_checkpoint for tensors produced one shard at a time (a GGUF import dequantises them):
+// `specs` give names, dtypes and shapes (data ignored); `make` is called once per shard, in
+// order, with that shard's specs and returns views of their bytes in the same order, valid until
+// it is called again. Peak memory is one shard's tensors, not the model's.
+using ShardMaker = std::function<std::vector<TensorView>(const std::vector<TensorView>& specs)>;
+void write_checkpoint_by_shard(const std::string& dir, const std::vector<TensorView>& specs, const ShardMaker& make,
+                               uint64_t max_shard_bytes = 5'000'000'000ULL,
+                               const std::map<std::string, std::string>& metadata = {{"format", "pt"}});
 
 }  // namespace ftune::st

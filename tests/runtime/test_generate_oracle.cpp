@@ -3,6 +3,8 @@
 // `ftune model init --model.tokenizer`.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+
 #include <nlohmann/json.hpp>
 
 #include "tests/support/test_support.h"
@@ -81,6 +83,34 @@ TEST_F(GenerateOracle, InitRefusesATokenizerTheVocabularyCannotHold) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_TRUE(contains(r.output, "the model's vocab_size is 256 (preset tiny-llama)")) << r.output;
   EXPECT_TRUE(contains(r.output, tok() + "/tokenizer.json has ")) << r.output;
+}
+
+// A chat template kept in chat_template.jinja (transformers >= 4.50) or chat_template.json (the
+// processors' form, which transformers' tokenizers do not read) travels with the tokenizer into
+// the model directory; transformers renders the .jinja copy as the original.
+TEST_F(GenerateOracle, ChatTemplateFilesTravelWithTheTokenizer) {
+  Json cfg = Json::parse(read_file(tok() + "/tokenizer_config.json"));
+  const std::string tmpl = cfg.at("chat_template");
+  cfg.erase("chat_template");
+  write_file(tok() + "/tokenizer_config.json", cfg.dump(2));
+  write_file(tok() + "/chat_template.jinja", tmpl);
+  write_file(tok() + "/chat_template.json", Json{{"chat_template", tmpl}}.dump());
+  const std::string model = dir_.file("m");
+  ProcessResult init = run_ftune("model init --model.preset tiny-llama3 --model.config_only "
+                                 "--model.tokenizer " + shell_quote(tok()) + " --out " + shell_quote(model));
+  ASSERT_EQ(init.exit_code, 0) << init.output;
+  EXPECT_EQ(read_file(model + "/chat_template.jinja"), tmpl);
+  EXPECT_EQ(read_file(model + "/chat_template.json"), read_file(tok() + "/chat_template.json"));
+  auto render = [](const std::string& dir) {
+    ProcessResult r = run_oracle("chat_template_oracle.py", shell_quote(dir));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    const size_t at = r.output.rfind("{\"render\"");
+    return at == std::string::npos ? Json() : Json::parse(r.output.substr(at));
+  };
+  const Json a = render(tok()), b = render(model);
+  EXPECT_EQ(b["has_jinja"], true);
+  EXPECT_TRUE(contains(b["render"].get<std::string>(), "<|start_header_id|>assistant")) << b.dump();
+  EXPECT_EQ(b["render"], a["render"]);
 }
 
 }  // namespace

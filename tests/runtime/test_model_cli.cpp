@@ -69,6 +69,23 @@ TEST(ModelCli, BuiltinByteTokenizerGivesTextInTextOut) {
   EXPECT_TRUE(j["text"].is_string()) << gen.output;
 }
 
+// --chat needs a chat template; the byte tokenizer has none. --system goes only with --chat.
+TEST(ModelCli, ChatWithoutATemplateOrWithAStraySystemIsRefused) {
+  test::TempDir dir;
+  const std::string model = shell_quote(dir.file("m"));
+  ASSERT_EQ(run_ftune("model init --model.preset tiny-llama3 --model.tokenizer byte --out " + model).exit_code, 0);
+  auto chat = run_ftune("generate --model " + model + " --chat " + shell_quote("Hi") + " --max-new-tokens 2");
+  EXPECT_NE(chat.exit_code, 0);
+  EXPECT_TRUE(contains(chat.output, "generate --chat")) << chat.output;
+  EXPECT_TRUE(contains(chat.output, "no chat template")) << chat.output;
+  auto stray = run_ftune("generate --model " + model + " --prompt Hi --system " + shell_quote("Be brief."));
+  EXPECT_NE(stray.exit_code, 0);
+  EXPECT_TRUE(contains(stray.output, "--system TEXT goes with --chat TEXT")) << stray.output;
+  auto two = run_ftune("generate --model " + model + " --prompt Hi --chat Hi");
+  EXPECT_NE(two.exit_code, 0);
+  EXPECT_TRUE(contains(two.output, "exactly one of --prompt TEXT, --prompt-ids 1,5,9 or --chat TEXT")) << two.output;
+}
+
 TEST(ModelCli, InfoFromConfigAloneDescribes70B) {
   test::TempDir dir;
   auto init = run_ftune("model init --model.preset llama-3.1-70b --model.config_only --out " +
