@@ -2,6 +2,7 @@
 // whose behaviour ftune does not reproduce with an error that names the file and the part.
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -300,10 +301,10 @@ std::string config_token(const json& cfg, const char* key) {
   return get_string(*it, "content");
 }
 
-// tokenizer_config.json's special tokens and chat template; `template_file` is the template of
-// the chat_template.jinja (or chat_template.json) beside it ("" when there is none), used when
-// the config has no template.
-void apply_config(const json& cfg, const std::string& template_file, Tokenizer::Impl& impl) {
+// tokenizer_config.json's special tokens and chat template; `template_file` reads the template
+// kept beside it ("" when there is none), only when the config has none.
+using TemplateFile = std::function<std::string()>;
+void apply_config(const json& cfg, const TemplateFile& template_file, Tokenizer::Impl& impl) {
   impl.bos_token = config_token(cfg, "bos_token");
   impl.eos_token = config_token(cfg, "eos_token");
   impl.pad_token = config_token(cfg, "pad_token");
@@ -313,8 +314,8 @@ void apply_config(const json& cfg, const std::string& template_file, Tokenizer::
     for (const json& t : cfg.at("chat_template")) {  // named templates: take "default"
       if (get_string(t, "name") == "default") impl.chat_template = get_string(t, "template");
     }
-  } else if (!template_file.empty()) {  // transformers >= 4.50 writes it apart
-    impl.chat_template = template_file;
+  } else {  // transformers >= 4.50 writes it apart: chat_template.jinja or .json
+    impl.chat_template = template_file();
   }
   // A tokenizer.json without a post-processor: transformers adds BOS/EOS from the config.
   // With one, the post-processor decides, as in `tokenizers`.
@@ -344,7 +345,7 @@ void apply_config(const json& cfg, const std::string& template_file, Tokenizer::
 
 // Fields of the wrong type (`"bos_token": {"content": 5}`) are json::exceptions; name the file.
 // `cfg_text` null: no tokenizer_config.json.
-void apply_config_text(const std::string* cfg_text, const std::string& cfg_name, const std::string& template_file,
+void apply_config_text(const std::string* cfg_text, const std::string& cfg_name, const TemplateFile& template_file,
                        Tokenizer::Impl& impl) {
   json cfg = json::object();
   if (cfg_text != nullptr) {
@@ -437,26 +438,30 @@ std::unique_ptr<Tokenizer::Impl> load_tokenizer_impl(const std::string& path) {
   if (!fs::exists(file)) throw Error(file.string() + ": no such tokenizer file");
   auto impl = parse_tokenizer_impl(read_bytes(file.string()), file.string());
   const fs::path dir = file.parent_path();
-  const fs::path cfg_path = dir / "tokenizer_config.json", jinja_path = dir / "chat_template.jinja";
+  const fs::path cfg_path = dir / "tokenizer_config.json";
   std::optional<std::string> cfg_text;
   if (fs::exists(cfg_path)) cfg_text = read_bytes(cfg_path.string());
-  std::string jinja = fs::exists(jinja_path) ? read_bytes(jinja_path.string()) : "";
-  const fs::path json_path = dir / "chat_template.json";  // {"chat_template": "..."}, processors' form
-  if (jinja.empty() && fs::exists(json_path)) {
-    try {
-      jinja = get_string(json::parse(read_bytes(json_path.string())), "chat_template");
-    } catch (const json::exception& e) {
-      throw Error(json_path.string() + ": not valid JSON with a \"chat_template\" string: " + e.what());
+  const TemplateFile template_file = [&dir]() -> std::string {
+    if (fs::exists(dir / "chat_template.jinja")) return read_bytes((dir / "chat_template.jinja").string());
+    if (fs::exists(dir / "chat_template.json")) {  // {"chat_template": "..."}, processors' form
+      const fs::path p = dir / "chat_template.json";
+      try {
+        const json t = json::parse(read_bytes(p.string()));
+        return get_string(t, "chat_template");
+      } catch (const json::exception& e) {
+        throw Error(p.string() + ": not valid JSON with a \"chat_template\" string: " + e.what());
+      }
     }
-  }
-  apply_config_text(cfg_text ? &*cfg_text : nullptr, cfg_path.string(), jinja, *impl);
+    return "";
+  };
+  apply_config_text(cfg_text ? &*cfg_text : nullptr, cfg_path.string(), template_file, *impl);
   return impl;
 }
 
 std::unique_ptr<Tokenizer::Impl> tokenizer_impl_from_json(const std::string& tokenizer_json,
                                                           const std::string* config_json, const std::string& name) {
   auto impl = parse_tokenizer_impl(tokenizer_json, name);
-  apply_config_text(config_json, name + " (tokenizer_config.json)", "", *impl);
+  apply_config_text(config_json, name + " (tokenizer_config.json)", [] { return std::string(); }, *impl);
   return impl;
 }
 

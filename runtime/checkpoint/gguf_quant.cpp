@@ -174,6 +174,42 @@ std::string dequantizable_type_names() {
   return out;
 }
 
+#if defined(__clang__) && __clang_major__ < 15
+// clang before 15 has no _Float16 on x86-64, and the fuzz targets (scripts/fuzz.sh) build with
+// Debian 12's clang 14: the same conversions in integer arithmetic. half -> float is exact;
+// float -> half rounds to nearest even and keeps NaNs quiet, as the hardware conversion does.
+float half_to_float(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, mant = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    const float v = std::ldexp(static_cast<float>(mant), -24);  // zero or subnormal
+    return sign ? -v : v;
+  }
+  if (exp == 31) bits = sign | 0x7f800000u | (mant << 13);
+  else bits = sign | ((exp + 112) << 23) | (mant << 13);
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+uint16_t float_to_half(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, 4);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000u);
+  x &= 0x7fffffffu;
+  if (x > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u | ((x >> 13) & 0x3ffu));  // NaN
+  if (x >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to infinity
+  if (x < 0x38800000u) {  // a half subnormal: |f| * 2^24 is exact, round it to an integer
+    float a;
+    std::memcpy(&a, &x, 4);
+    return static_cast<uint16_t>(sign | static_cast<uint16_t>(std::nearbyint(a * 16777216.0f)));
+  }
+  uint32_t h = (((x >> 23) - 112) << 10) | ((x & 0x7fffffu) >> 13);
+  const uint32_t rest = x & 0x1fffu;
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) ++h;  // a carry into the exponent is right
+  return static_cast<uint16_t>(sign | h);
+}
+#else
 float half_to_float(uint16_t h) {
   _Float16 v;
   std::memcpy(&v, &h, 2);
@@ -186,6 +222,8 @@ uint16_t float_to_half(float f) {
   std::memcpy(&h, &v, 2);
   return h;
 }
+
+#endif
 
 uint16_t float_to_bf16(float f) {
   uint32_t n;

@@ -2,6 +2,7 @@
 // thread safety, and the errors for unsupported or malformed files and bad ids.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -216,6 +217,28 @@ TEST(TokenizerErrors, TokenBytesTakesNonHexByteLookalikesAsText) {
   ASSERT_TRUE(bytes.usable());
   EXPECT_EQ(bytes[99], "<0xZZ>");
   EXPECT_EQ(bytes[100], "A");
+}
+
+// The chat template beside the config (transformers >= 4.50): chat_template.jinja, else
+// chat_template.json; read only when tokenizer_config.json has none.
+TEST(Tokenizer, ChatTemplateFilesBesideTheConfig) {
+  test::TempDir dir;
+  write_json(dir, tiny_byte_level(false));
+  write_json(dir, {{"chat_template", "{{ x }}"}}, "chat_template.json");
+  EXPECT_EQ(Tokenizer::load(dir.path())->chat_template(), "{{ x }}");
+  test::write_file(dir.file("chat_template.jinja"), "{{ y }}");
+  EXPECT_EQ(Tokenizer::load(dir.path())->chat_template(), "{{ y }}");
+  std::remove(dir.file("chat_template.jinja").c_str());
+  test::write_file(dir.file("chat_template.json"), "{oops");
+  try {
+    Tokenizer::load(dir.path());
+    FAIL() << "a broken chat_template.json loaded";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir.file("chat_template.json") + ": not valid JSON"), std::string::npos)
+        << e.what();
+  }
+  write_json(dir, {{"chat_template", "{{ z }}"}}, "tokenizer_config.json");  // the config's wins
+  EXPECT_EQ(Tokenizer::load(dir.path())->chat_template(), "{{ z }}");
 }
 
 TEST(TokenizerErrors, DecodeIdOutOfRangeAndBadUtf8) {
