@@ -267,7 +267,7 @@ TEST_F(TrainE2E, BadSettingsAreNamedBeforeAnyWork) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("train.micro_batch = 3 must divide"), std::string::npos) << r.output;
   r = run_ftune("train --model.path " + shell_quote(tmp_.file("base")) + " --data.shards " +
-                shell_quote(tmp_.file("shards")) + " --method.name lora --lora.target_modules q_prj");
+                shell_quote(tmp_.file("shards")) + " --seq-len 64 --method.name lora --lora.target_modules q_prj");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("did you mean 'q_proj'"), std::string::npos) << r.output;
   r = run_ftune("train --model " + shell_quote(tmp_.file("base")) + " --data " +
@@ -278,7 +278,8 @@ TEST_F(TrainE2E, BadSettingsAreNamedBeforeAnyWork) {
   // Shards made with another tokenizer: here the same vocabulary, one byte changed.
   run_shell("cp -r " + shell_quote(tmp_.file("base")) + " " + shell_quote(tmp_.file("other")) +
             " && echo >> " + shell_quote(tmp_.file("other/tokenizer.json")));
-  r = run_ftune("train --model " + shell_quote(tmp_.file("other")) + " --data " + shell_quote(tmp_.file("shards")));
+  r = run_ftune("train --model " + shell_quote(tmp_.file("other")) + " --data " +
+                shell_quote(tmp_.file("shards")) + " --seq-len 64");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("tokenizer"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("shard-00000.h5"), std::string::npos) << r.output;
