@@ -247,8 +247,14 @@ struct StepResult {
   double loss = 0, grad_norm = 0, lr = 0;
   int64_t tokens = 0;       // trained (target) tokens of the global batch
   double seconds = 0;       // [s] wall time of the step on this rank
+  double data_s = 0;        // [s] of it waiting for the reader
+  double comm_s = 0;        // [s] of it in the engine's collectives
   bool skipped = false;
 };
+
+double comm_seconds(const sharding::CommCounters& c) {
+  return c.all_gather_s + c.reduce_scatter_s + c.all_reduce_s;
+}
 
 // [loop] One optimizer step: every micro-batch of this rank's share, the loss normalised by
 // the trained tokens of the whole global batch, then reduce, clip, update.
@@ -256,7 +262,9 @@ template <class Optim>
 StepResult train_step(const TrainConfig& cfg, Run& run, Rank& rank, data::TokenShardReader& reader,
                       Optim& optim, int64_t step) {
   auto t0 = std::chrono::steady_clock::now();
+  const double comm_before = comm_seconds(run.engine->counters());
   data::Batch b = reader.next();
+  const double data_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int64_t targets = all_sum_i64(*rank.comm, b.target_tokens);
   const int64_t micro = cfg.train.micro_batch > 0 ? cfg.train.micro_batch : b.rows;
   float loss_sum = 0;
@@ -279,6 +287,8 @@ StepResult train_step(const TrainConfig& cfg, Run& run, Rank& rank, data::TokenS
   }
   optim.zero_grad();
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  r.data_s = data_s;
+  r.comm_s = comm_seconds(run.engine->counters()) - comm_before;
   return r;
 }
 
@@ -322,11 +332,45 @@ DataFingerprint fingerprint(const data::ReaderConfig& d) {
   return {d.shards, d.val_shards, d.packing, d.seq_len, d.global_batch, d.seed, d.val_fraction};
 }
 
+// Where each rank's step went (compute, communication, waiting for data), gathered to rank 0
+// as the range over ranks and the slowest rank: a straggler or a starved reader shows here.
+struct TimeSplit {
+  double lo[3], hi[3];
+  int slowest[3];
+};
+
+TimeSplit split_over_ranks(comm::Communicator& comm, const StepResult& r) {
+  const float mine[3] = {float(r.seconds - r.comm_s - r.data_s), float(r.comm_s), float(r.data_s)};
+  std::vector<float> all(3 * size_t(comm.size()));
+  comm.all_gather(mine, all.data(), 3, comm::DType::f32);
+  TimeSplit t{};
+  for (int k = 0; k < 3; ++k) {
+    t.lo[k] = t.hi[k] = all[size_t(k)];
+    for (int q = 1; q < comm.size(); ++q) {
+      const double v = all[3 * size_t(q) + size_t(k)];
+      t.lo[k] = std::min(t.lo[k], v);
+      if (v > t.hi[k]) {
+        t.hi[k] = v;
+        t.slowest[k] = q;
+      }
+    }
+  }
+  return t;
+}
+
 void log_step(MetricsLog& log, const StepResult& r, const TrainState& st, int64_t steps, double secs,
-              int64_t run_tokens, bool root) {
+              int64_t run_tokens, Rank& rank) {
+  const bool root = rank.root();
+  const TimeSplit t = split_over_ranks(*rank.comm, r);
   const double tok_s = double(run_tokens) / std::max(secs, 1e-9);
   log.write(st.step, {{"loss", r.loss}, {"lr", r.lr}, {"grad_norm", r.grad_norm},
-                      {"tokens_per_s", tok_s}, {"step_s", r.seconds}, {"skipped", double(st.skipped)}});
+                      {"tokens_per_s", tok_s}, {"step_s", r.seconds}, {"skipped", double(st.skipped)},
+                      {"compute_s_max", t.hi[0]}, {"comm_s_max", t.hi[1]}, {"data_s_max", t.hi[2]}});
+  if (root)
+    std::fprintf(stderr, "[time] step %lld over %d rank(s): compute %.3f-%.3f s (slowest rank %d), comm "
+                 "%.3f-%.3f s (rank %d), data wait %.3f-%.3f s (rank %d)\n",
+                 (long long)st.step, rank.comm->size(), t.lo[0], t.hi[0], t.slowest[0], t.lo[1], t.hi[1],
+                 t.slowest[1], t.lo[2], t.hi[2], t.slowest[2]);
   if (root)
     std::fprintf(stderr, "[train] step %lld/%lld loss %.4f lr %.3g grad_norm %.3f %.0f trained tok/s%s\n",
                  (long long)st.step, (long long)steps, r.loss, r.lr, r.grad_norm, tok_s,
@@ -378,7 +422,7 @@ int train(const TrainConfig& cfg) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     const bool last = state.step == cfg.train.steps;
     if (state.step % std::max<int64_t>(1, cfg.train.log_every) == 0 || last)
-      log_step(log, r, state, cfg.train.steps, secs, run_tokens, rank.root());
+      log_step(log, r, state, cfg.train.steps, secs, run_tokens, rank);
     if (eval && cfg.train.eval_every > 0 && state.step % cfg.train.eval_every == 0 && !last)
       log_eval(log, evaluate(cfg, run, rank), state.step, rank.root());
     const bool stop = cfg.train.stop_after > 0 && run_steps >= cfg.train.stop_after && !last;
