@@ -457,7 +457,6 @@ std::vector<std::pair<std::string, at::Tensor>> ShardedUnits::gather_unit(size_t
   at::NoGradGuard no_grad;
   Unit& u = *units_.at(index);
   std::vector<std::pair<std::string, at::Tensor>> out;
-  std::vector<at::Tensor> masters;
   if (u.gathered.defined()) {
     // Gather fp32 masters (not the compute-dtype copy) so an export loses nothing.
     at::Tensor full = at::empty({u.layout.padded_numel()}, u.shard.options().requires_grad(false));

@@ -202,25 +202,14 @@ void write_checkpoint_by_shard(const std::string& dir, const std::vector<TensorV
     fs::remove(index_path, ec);
     return;
   }
-  json weight_map = json::object();
-  uint64_t total = 0;
-  for (size_t k = 0; k < shards.size(); ++k) {
-    const std::string name = shard_name(k + 1, shards.size());
-    write_file(join_path(dir, name), made(shards[k]), metadata);
-    for (const auto& t : shards[k]) {
-      weight_map[t.name] = name;
-      total += t.nbytes();
-    }
-  }
-  // The index goes last: once it exists, every shard it names is complete.
-  const std::string text = json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2) + "\n";
-  detail::AtomicFile out(index_path);
-  out.write(text.data(), text.size());
-  out.commit();
+  ShardedCheckpointWriter writer(dir, shards.size(), metadata);
+  for (size_t k = 0; k < shards.size(); ++k) writer.write_shard(k + 1, made(shards[k]));
+  writer.finish();  // the index goes last: once it exists, every shard it names is complete
 }
 
-ShardedCheckpointWriter::ShardedCheckpointWriter(std::string dir, size_t num_shards)
-    : dir_(std::move(dir)), num_shards_(num_shards) {
+ShardedCheckpointWriter::ShardedCheckpointWriter(std::string dir, size_t num_shards,
+                                                 std::map<std::string, std::string> metadata)
+    : dir_(std::move(dir)), num_shards_(num_shards), metadata_(std::move(metadata)) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) throw Error(dir_ + ": cannot create checkpoint directory: " + ec.message());
@@ -230,7 +219,7 @@ ShardedCheckpointWriter::ShardedCheckpointWriter(std::string dir, size_t num_sha
 void ShardedCheckpointWriter::write_shard(size_t k, const std::vector<TensorView>& tensors) {
   FTUNE_CHECK(k >= 1 && k <= num_shards_, "shard number out of range");
   const std::string name = shard_name(k, num_shards_);
-  write_file(join_path(dir_, name), tensors, {{"format", "pt"}});
+  write_file(join_path(dir_, name), tensors, metadata_);
   for (const auto& t : tensors) {
     if (!weight_map_.emplace(t.name, name).second)
       throw Error(dir_ + ": tensor '" + t.name + "' is given twice");

@@ -141,13 +141,15 @@ void write_checkpoint_by_shard(const std::string& dir, const std::vector<TensorV
 // writes the index last, once every shard is complete.
 class ShardedCheckpointWriter {
  public:
-  ShardedCheckpointWriter(std::string dir, size_t num_shards);
+  ShardedCheckpointWriter(std::string dir, size_t num_shards,
+                          std::map<std::string, std::string> metadata = {{"format", "pt"}});
   void write_shard(size_t k, const std::vector<TensorView>& tensors);
   void finish();
 
  private:
   std::string dir_;
   size_t num_shards_;
+  std::map<std::string, std::string> metadata_;
   std::map<std::string, std::string> weight_map_;
   uint64_t total_ = 0;
 };

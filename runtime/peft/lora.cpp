@@ -51,12 +51,10 @@ const std::vector<std::string>& all_projections() {
 std::string last_part(const std::string& name) { return name.substr(name.rfind('.') + 1); }
 }  // namespace
 
-std::vector<std::string> attach_lora(model::CausalLM& model, const LoraOptions& options,
-                                     uint64_t seed) {
-  if (options.r <= 0) throw Error("lora.r must be positive (got " + std::to_string(options.r) + ")");
-  std::set<std::string> targets(options.target_modules.begin(), options.target_modules.end());
-  if (targets.count("all-linear")) targets = {all_projections().begin(), all_projections().end()};
-  for (const auto& t : targets) {
+std::vector<std::string> LoraOptions::resolved_targets() const {
+  std::vector<std::string> out;
+  for (const auto& t : target_modules) {
+    if (t == "all-linear") return all_projections();
     bool known = false;
     for (const auto& p : all_projections()) known |= p == t;
     if (!known) {
@@ -66,7 +64,16 @@ std::vector<std::string> attach_lora(model::CausalLM& model, const LoraOptions& 
                   "; choose among q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj "
                   "or all-linear");
     }
+    out.push_back(t);
   }
+  return out;
+}
+
+std::vector<std::string> attach_lora(model::CausalLM& model, const LoraOptions& options,
+                                     uint64_t seed) {
+  if (options.r <= 0) throw Error("lora.r must be positive (got " + std::to_string(options.r) + ")");
+  const std::vector<std::string> resolved = options.resolved_targets();
+  const std::set<std::string> targets(resolved.begin(), resolved.end());
   for (auto& p : model.parameters()) p.requires_grad_(false);
   auto gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   std::vector<std::string> attached;

@@ -18,6 +18,9 @@ struct LoraOptions {
   // HF module names' last part (q_proj, ..., down_proj), or {"all-linear"}: the seven projections.
   std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj"};
   double scaling() const;
+  // target_modules with "all-linear" expanded to the seven projections; unknown names throw
+  // ftune::Error naming the closest module.
+  std::vector<std::string> resolved_targets() const;
 };
 
 class LoraAdapter : public model::LinearAdapter {

@@ -232,9 +232,9 @@ void export_lora(const TrainConfig& cfg, Run& run, Rank& rank, const std::string
                      keep.back().data_ptr()});
   }
   st::write_file(dir + "/adapter_model.safetensors", views, {{"format", "pt"}});
-  std::vector<std::string> modules = cfg.lora.target_modules;
-  if (modules.size() == 1 && modules[0] == "all-linear")
-    modules = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+  peft::LoraOptions lo;
+  lo.target_modules = cfg.lora.target_modules;
+  const std::vector<std::string> modules = lo.resolved_targets();
   nlohmann::json c = {{"peft_type", "LORA"}, {"task_type", "CAUSAL_LM"}, {"r", cfg.lora.r},
                       {"lora_alpha", cfg.lora.alpha}, {"lora_dropout", cfg.lora.dropout},
                       {"target_modules", modules}, {"bias", "none"}, {"use_rslora", cfg.lora.use_rslora},

@@ -108,14 +108,6 @@ INSTANTIATE_TEST_SUITE_P(
 
 // A rank that stops, dies or throws inside a step ends the whole job: within the step timeout
 // (3 s here) and with one line naming the collective and the rank, or that rank's message.
-bool alive(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!in || !std::getline(in, stat)) return false;
-  size_t paren = stat.rfind(')');
-  return paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] != 'Z';
-}
-
 struct FaultResult {
   ProcessResult run;
   double seconds = 0;
@@ -137,7 +129,7 @@ FaultResult run_fault(const std::string& mode, const std::string& mpirun_options
   for (int rank = 0; rank < 3; ++rank) {
     int pid = 0;
     std::ifstream in(tmp.file("pid." + std::to_string(rank)));
-    if (in >> pid && pid > 0 && alive(pid)) {
+    if (in >> pid && pid > 0 && process_alive(pid)) {
       ++f.leftover;
       kill(pid, SIGCONT);
       kill(pid, SIGKILL);

@@ -39,6 +39,10 @@ std::string ftune_binary();
 std::string source_dir();
 std::string python();  // the .venv interpreter with transformers, tokenizers, h5py...
 
+// The process exists and is not a zombie waiting for its reaper (mpirun's ranks outlive it as
+// zombies): for fault tests that must leave no rank behind.
+bool process_alive(int pid);
+
 void write_file(const std::string& path, const std::string& contents);
 std::string read_file(const std::string& path);
 std::string shell_quote(const std::string& s);

@@ -113,15 +113,6 @@ struct FaultRun {
   size_t pids = 0;            // ranks that wrote their pid
 };
 
-// Alive, and not a zombie waiting for its reaper (mpirun's children outlive it as zombies).
-bool alive(int pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string stat;
-  if (!in || !std::getline(in, stat)) return false;
-  size_t paren = stat.rfind(')');
-  return paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] != 'Z';
-}
-
 // Runs a fault mode on 3 ranks with a 2 s step timeout; afterwards continues and kills any
 // rank that survived, so that no stopped process outlives the test.
 FaultRun run_fault(const std::string& mode, const std::string& mpirun_options = "", int np = 3,
@@ -142,10 +133,10 @@ FaultRun run_fault(const std::string& mode, const std::string& mpirun_options = 
   // mpirun may return while its daemon is still taking the last ranks down: allow 2 s.
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
   for (int pid : pids) {
-    while (alive(pid) && std::chrono::steady_clock::now() < deadline) {
+    while (process_alive(pid) && std::chrono::steady_clock::now() < deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
-    if (alive(pid)) {
+    if (process_alive(pid)) {
       f.leftover.push_back(pid);
       kill(pid, SIGCONT);
       kill(pid, SIGKILL);
