@@ -149,7 +149,7 @@ void register_data_shard_commands(CLI::App* data, cli::CommandSet& commands) {
   auto dir = std::make_shared<std::string>();
   auto inspect_cfg = std::make_shared<InspectConfig>();
   cli::Command& inspect = commands.add(data, "inspect", "summarise a token shard set (and print sample documents)");
-  inspect.app->add_option("dir", *dir, "shard set directory (holding index.json)")->required();
+  inspect.required.push_back(inspect.app->add_option("dir", *dir, "shard set directory (holding index.json)"));
   cli::add_section(inspect.app, inspect.sections, "inspect", *inspect_cfg, cli::ShortFlags::yes);
   inspect.run = [dir, inspect_cfg] {
     auto set = data::ShardSet::open(*dir);
@@ -163,7 +163,7 @@ void register_data_shard_commands(CLI::App* data, cli::CommandSet& commands) {
 
   auto verify_dir = std::make_shared<std::string>();
   cli::Command& verify = commands.add(data, "verify", "check every shard of a set; exits non-zero naming each problem");
-  verify.app->add_option("dir", *verify_dir, "shard set directory (holding index.json)")->required();
+  verify.required.push_back(verify.app->add_option("dir", *verify_dir, "shard set directory (holding index.json)"));
   verify.run = [verify_dir] { return run_verify(*verify_dir); };
 }
 

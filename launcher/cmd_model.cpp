@@ -18,7 +18,7 @@ void register_model_commands(CLI::App& root, cli::CommandSet& commands) {
   auto out = std::make_shared<std::string>();
   cli::Command& init_cmd =
       commands.add(group, "init", "write a randomly initialised Hugging Face model directory");
-  init_cmd.app->add_option("--out", *out, "directory to write")->required();
+  init_cmd.required.push_back(cli::add_top_option(init_cmd.app, init_cmd.sections, "out", *out, "directory to write"));
   cli::add_section(init_cmd.app, init_cmd.sections, "model", *init);
   init_cmd.run = [init, out] {
     std::cout << torch_api().init_model_dir(*init, *out) << "\n";
@@ -29,7 +29,7 @@ void register_model_commands(CLI::App& root, cli::CommandSet& commands) {
   cli::Command& info_cmd = commands.add(
       group, "info", "architecture, shapes, parameter count and bytes (config.json suffices)");
   auto positional = std::make_shared<std::string>();
-  info_cmd.app->add_option("--model", *dir, "HF model directory, or a .gguf file");
+  cli::add_top_option(info_cmd.app, info_cmd.sections, "model", *dir, "HF model directory, or a .gguf file");
   info_cmd.app->add_option("path", *positional, "the same as --model: `ftune model info FILE.gguf`");
   info_cmd.run = [dir, positional] {
     if (dir->empty() == positional->empty())
@@ -45,7 +45,7 @@ void register_model_commands(CLI::App& root, cli::CommandSet& commands) {
   auto file = std::make_shared<std::string>();
   cli::Command& import_cmd = commands.add(
       group, "import", "turn a GGUF file (llama.cpp) into a Hugging Face model directory");
-  import_cmd.app->add_option("file", *file, "the .gguf file")->required();
+  import_cmd.required.push_back(import_cmd.app->add_option("file", *file, "the .gguf file"));
   cli::add_section(import_cmd.app, import_cmd.sections, "import", *import_cfg, cli::ShortFlags::yes);
   import_cmd.run = [import_cfg, file] {
     std::cout << model::import_gguf(*file, *import_cfg) << "\n";

@@ -16,17 +16,19 @@ void register_train_command(CLI::App& root, cli::CommandSet& commands) {
                                                     "one process per GPU under mpirun/srun");
   // Short forms for hand-typed runs and scripts: `--model DIR --data DIR --steps 100 ...`.
   const auto no = cli::ShortFlags::no;
-  cli::add_section(cmd.app, cmd.sections, "model", cfg->model, no,
-                   {{"path", "model"}, {"device", "device"}, {"dtype", "dtype"}});
+  cli::add_section(cmd.app, cmd.sections, "model", cfg->model, no, {{"path", "model"}, {"device", "device"}});
+  cli::add_section(cmd.app, cmd.sections, "precision", cfg->precision, no, {{"compute", "dtype"}});
   cli::add_section(cmd.app, cmd.sections, "method", cfg->method, no, {{"name", "method"}});
   cli::add_section(cmd.app, cmd.sections, "lora", cfg->lora);
   cli::add_section(cmd.app, cmd.sections, "data", cfg->data, no,
                    {{"shards", "data"}, {"seq_len", "seq-len"}, {"global_batch", "global-batch"}});
   cli::add_section(cmd.app, cmd.sections, "train", cfg->train, no,
-                   {{"out", "out"}, {"steps", "steps"}, {"micro_batch", "micro-batch"},
-                    {"seed", "seed"}, {"resume", "resume"}});
+                   {{"out", "out"}, {"steps", "steps"}, {"micro_batch", "micro-batch"}, {"seed", "seed"}});
   cli::add_section(cmd.app, cmd.sections, "optim", cfg->optim, no, {{"lr", "lr"}});
   cli::add_section(cmd.app, cmd.sections, "schedule", cfg->schedule);
+  cli::add_section(cmd.app, cmd.sections, "eval", cfg->eval);
+  cli::add_section(cmd.app, cmd.sections, "checkpoint", cfg->checkpoint, no, {{"resume", "resume"}});
+  cli::add_section(cmd.app, cmd.sections, "log", cfg->log);
   cli::SectionList* sections = &cmd.sections;
   cmd.run = [cfg, sections] {
     cfg->resolved_toml = sections->dump_toml();

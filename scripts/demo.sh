@@ -49,7 +49,7 @@ echo -n "[demo] A: "
 # of the fp32 master and AdamW state), exported as a Hugging Face directory unit by unit.
 echo "[demo] full fine-tune, 2 ranks, 3 steps"
 "${mpi[@]}" "$ftune" train --config configs/train-quickstart-lora.toml --method full --lr 2e-5 \
-  --steps 3 --train.log_every 1 --data "$out/shards" --out "$out/full" --resume none
+  --steps 3 --log.every 1 --data "$out/shards" --out "$out/full" --resume none
 echo "[demo] fully fine-tuned, Q: $question"
 echo -n "[demo] A: "
 "$ftune" generate --model "$out/full/final" --chat "$question" --greedy --max-new-tokens 48

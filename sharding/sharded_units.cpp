@@ -361,8 +361,7 @@ at::Tensor ShardedUnits::run_kept(const std::vector<size_t>& uses,
 at::Tensor ShardedUnits::run(const std::vector<size_t>& uses,
                              std::function<at::Tensor(const at::Tensor&)> fn,
                              const at::Tensor& input) {
-  if (options_.activation_checkpointing && at::GradMode::is_enabled())
-    return run_checkpointed(uses, std::move(fn), input);
+  if (checkpointed(uses) && at::GradMode::is_enabled()) return run_checkpointed(uses, std::move(fn), input);
   if (!at::GradMode::is_enabled()) {  // evaluation: gather, run, free
     for (size_t u : uses) gather(u);
     prefetch(uses.front() + 1);
@@ -371,6 +370,16 @@ at::Tensor ShardedUnits::run(const std::vector<size_t>& uses,
     return out;
   }
   return run_kept(uses, std::move(fn), input);
+}
+
+bool ShardedUnits::checkpointed(const std::vector<size_t>& uses) const {
+  if (!options_.activation_checkpointing) return false;
+  const auto& which = options_.checkpoint_units;
+  if (which.empty()) return true;
+  for (size_t u : uses)
+    FTUNE_CHECK(u < which.size() && which[u] == which[uses.front()],
+                "units of one call must all recompute or all keep activations (unit " + std::to_string(u) + ")");
+  return which[uses.front()];
 }
 
 // ---- after backward ----------------------------------------------------------------------------

@@ -41,6 +41,10 @@ enum class ShardMode { full, frozen_sharded, frozen_replicated };
 struct EngineOptions {
   ShardMode mode = ShardMode::full;
   bool activation_checkpointing = true;
+  // With activation checkpointing, which units recompute (by unit index; empty: all). A unit
+  // call follows the first unit it uses; the others it uses (a tied head's embedding) must
+  // agree, as one call cannot be both.
+  std::vector<bool> checkpoint_units;
   at::ScalarType compute_dtype = at::kFloat;  // gathered parameters, activations
   at::ScalarType reduce_dtype = at::kFloat;   // gradient reduction (bf16 halves the bytes)
   at::Device device = at::kCPU;
@@ -121,6 +125,7 @@ class ShardedUnits {
   at::Tensor run_checkpointed(const std::vector<size_t>& uses,
                               std::function<at::Tensor(const at::Tensor&)> fn,
                               const at::Tensor& input);
+  bool checkpointed(const std::vector<size_t>& uses) const;
   at::Tensor run_kept(const std::vector<size_t>& uses,
                       std::function<at::Tensor(const at::Tensor&)> fn, const at::Tensor& input);
 

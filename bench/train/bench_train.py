@@ -42,7 +42,7 @@ def run_ftune(args, method):
            "--model", args.model, "--data", args.shards, "--method", method, "--out", out,
            "--steps", str(args.steps), "--seq-len", str(args.seq), "--global-batch", str(args.batch),
            "--data.packing", "concat", "--data.shuffle=false", "--data.val_fraction", "0",
-           "--train.activation_checkpointing", "off", "--train.log_every", "1", "--resume", "none",
+           "--train.activation_checkpointing", "off", "--log.every", "1", "--resume", "none",
            "--lr", "1e-5" if method == "full" else "1e-4", "--lora.target_modules", "all-linear"]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -9,6 +9,7 @@
 #include <toml++/toml.h>
 
 #include <cstdio>
+#include <map>
 #include <iostream>
 
 #include "common/error.h"
@@ -62,9 +63,54 @@ std::string scalar_text(const toml::node& node) {
               " (use a string, number, boolean or array)");
 }
 
+// What a type name of CLI11's means to someone writing a TOML file.
+std::string expected_value(const CLI::Option* opt) {
+  const std::string t = opt->get_type_name();
+  const bool list = opt->get_expected_max() > 1;
+  if (t.find("INT") != std::string::npos) return list ? "integers" : "an integer";
+  if (t.find("FLOAT") != std::string::npos) return list ? "numbers" : "a number";
+  if (opt->get_expected_min() == 0 || t.find("BOOLEAN") != std::string::npos) return "true or false";
+  return list ? "strings" : "a string";
+}
+
+
+enum class Kind { boolean, integer, number, string };
+
+Kind kind_of(const CLI::Option* opt) {
+  const std::string t = opt->get_type_name();
+  if (opt->get_expected_min() == 0 || t.find("BOOLEAN") != std::string::npos) return Kind::boolean;
+  if (t.find("INT") != std::string::npos) return Kind::integer;
+  if (t.find("FLOAT") != std::string::npos) return Kind::number;
+  return Kind::string;
+}
+
+bool matches(Kind kind, const toml::node& n) {
+  switch (kind) {
+    case Kind::boolean: return n.is_boolean();
+    case Kind::integer: return n.is_integer();
+    case Kind::number: return n.is_integer() || n.is_floating_point();
+    case Kind::string: return n.is_string();
+  }
+  return false;
+}
+
+const char* toml_type(const toml::node& n) {
+  if (n.is_boolean()) return "a boolean";
+  if (n.is_integer()) return "an integer";
+  if (n.is_floating_point()) return "a float";
+  if (n.is_string()) return "a string";
+  if (n.is_array()) return "an array";
+  return "a date or time";
+}
+
+// [line] of each key the config file set, by flag name ("train.seed"), so that a value CLI11
+// cannot convert is reported with the file and line it came from.
+std::map<std::string, int> g_config_lines;
+
 class TomlConfig : public CLI::Config {
  public:
-  TomlConfig(const CLI::App* root, const std::string* file) : root_(root), file_(file) {}
+  TomlConfig(const CLI::App* root, const std::string* file)
+      : root_(root), file_(file), lines_(g_config_lines) {}
 
   std::string to_config(const CLI::App*, bool, bool, std::string) const override { return ""; }
 
@@ -89,9 +135,11 @@ class TomlConfig : public CLI::Config {
     std::vector<CLI::ConfigItem> items;
     for (const auto& [name, node] : leaves) {
       check_known(name, *node, valid);
+      check_type(cmd, name, *node);
       if (const auto* arr = node->as_array(); arr && arr->empty()) {
         if (skip_empty_list(cmd, name, *node)) continue;
       }
+      lines_[name] = int(node->source().begin.line);
       CLI::ConfigItem item;
       item.parents = parents;
       item.name = name;
@@ -119,6 +167,26 @@ class TomlConfig : public CLI::Config {
     throw Error(msg);
   }
 
+  // A TOML value of the wrong type (`seed = 1.5`, `use_rslora = 3`), with its file and line.
+  void check_type(const CLI::App* cmd, const std::string& name, const toml::node& node) const {
+    const CLI::Option* opt = cmd->get_option_no_throw("--" + name);
+    if (opt == nullptr) return;
+    const Kind kind = kind_of(opt);
+    const bool list = opt->get_expected_max() > 1;
+    const toml::node* bad = nullptr;
+    if (const auto* arr = node.as_array()) {
+      if (!list) bad = &node;
+      for (const auto& el : *arr)
+        if (bad == nullptr && !matches(kind, el)) bad = &el;
+    } else if (!matches(kind, node)) {
+      bad = &node;
+    }
+    if (bad == nullptr) return;
+    throw Error(*file_ + ":" + std::to_string(node.source().begin.line) + ": " + name + " takes " +
+                (list ? "a list of " : "") + expected_value(opt) + ", not " + toml_type(*bad) +
+                (bad != &node ? " element" : ""));
+  }
+
   // `inputs = []` (what --dump-config writes for an empty list) has no values to give CLI11,
   // which refuses an option with none. Neither the command line nor a file can empty a list,
   // so an empty resolved list is always the default: leave the option unset. A list whose
@@ -133,6 +201,7 @@ class TomlConfig : public CLI::Config {
 
   const CLI::App* root_;
   const std::string* file_;  // never null: the --config option's value
+  std::map<std::string, int>& lines_;
 };
 
 std::string g_config_file;  // [path] value of --config, read by the formatter
@@ -165,6 +234,8 @@ std::string toml_quote(const std::string& v) {
 
 std::string SectionList::dump_toml() const {
   std::string out;
+  for (const auto& top : top_) out += top();
+  if (!top_.empty()) out += "\n";
   for (const auto& s : sections_) out += "[" + s.name + "]\n" + s.dump() + "\n";
   return out;
 }
@@ -200,18 +271,78 @@ int CommandSet::run_selected(CLI::App& root) {
       std::cout << cmd->sections.dump_toml();
       return 0;
     }
+    std::string path;
+    for (const CLI::App* a = cmd->app; a != nullptr; a = a->get_parent()) path = a->get_name() + (path.empty() ? "" : " ") + path;
+    for (const CLI::Option* opt : cmd->required)
+      if (opt->count() == 0)
+        throw Error(opt->get_name() + " is required: `" + path + " " +
+                    (opt->get_lnames().empty() ? opt->get_name() : "--" + opt->get_lnames().front() + " VALUE") +
+                    "` (see --help)");
     return cmd->run ? cmd->run() : 0;
   }
   std::cerr << root.help();
   return 2;
 }
 
+namespace {
+
+// The option a CLI11 message is about ("Could not convert: --train.seed = 1.5").
+const CLI::Option* option_in(const std::string& msg, const CLI::App* cmd, std::string& key) {
+  for (size_t at = msg.find("--"); at != std::string::npos; at = msg.find("--", at + 2)) {
+    size_t end = msg.find_first_of(" =:,", at + 2);
+    key = msg.substr(at + 2, end == std::string::npos ? std::string::npos : end - at - 2);
+    if (const CLI::Option* opt = cmd->get_option_no_throw("--" + key)) return opt;
+  }
+  return nullptr;
+}
+
+// A value of the wrong type: the key, what it takes, and the file and line when the config
+// file gave it.
+std::string describe_bad_value(const std::string& msg, const CLI::App* cmd, bool count_mismatch) {
+  std::string key;
+  const CLI::Option* opt = option_in(msg, cmd, key);
+  if (opt == nullptr) return msg;
+  std::string out;
+  auto line = g_config_lines.find(key);
+  if (line != g_config_lines.end()) out = g_config_file + ":" + std::to_string(line->second) + ": ";
+  const bool list = opt->get_expected_max() > 1;
+  return out + msg + " (" + key + " takes " + (list ? "a list of " : "") + expected_value(opt) +
+         (count_mismatch && !list ? ", not a list" : "") + ")";
+}
+
+// `ftune trian`: the word given where a command was required, and the nearest command.
+std::string describe_missing_command(const CLI::App& root, const std::string& msg) {
+  auto path = active_path(&root);
+  const CLI::App* parent = path.empty() ? &root : path.back();
+  std::vector<std::string> names;
+  for (const CLI::App* sub : parent->get_subcommands({})) names.push_back(sub->get_name());
+  std::string prefix = "ftune";
+  for (const auto* app : path) prefix += " " + app->get_name();
+  for (const auto& arg : root.remaining()) {
+    if (arg.rfind("-", 0) == 0) continue;
+    std::string near = closest_match(arg, names);
+    return "unknown command `" + prefix + " " + arg + "`" +
+           (near.empty() ? "" : "; did you mean `" + prefix + " " + near + "`?") + " (see " + prefix + " --help)";
+  }
+  std::string list;
+  for (size_t i = 0; i < names.size(); ++i) list += (i ? ", " : "") + names[i];
+  return msg + ": `" + prefix + "` takes one of: " + list;
+}
+
+}  // namespace
+
 int report_parse_error(CLI::App& root, const CLI::ParseError& e) {
   if (e.get_exit_code() == 0) return root.exit(e);  // --help
   std::string msg = e.what();
-  if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) {
-    auto path = active_path(&root);
-    const CLI::App* cmd = path.empty() ? &root : path.back();
+  auto path = active_path(&root);
+  const CLI::App* cmd = path.empty() ? &root : path.back();
+  if (dynamic_cast<const CLI::RequiredError*>(&e) != nullptr && msg.find("subcommand") != std::string::npos) {
+    msg = describe_missing_command(root, msg);
+  } else if (dynamic_cast<const CLI::ConversionError*>(&e) != nullptr ||
+             dynamic_cast<const CLI::ArgumentMismatch*>(&e) != nullptr ||
+             dynamic_cast<const CLI::ValidationError*>(&e) != nullptr) {
+    msg = describe_bad_value(msg, cmd, dynamic_cast<const CLI::ArgumentMismatch*>(&e) != nullptr);
+  } else if (dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr) {
     auto valid = long_names(cmd);
     for (const auto& arg : root.remaining()) {
       if (arg.rfind("--", 0) != 0) continue;

@@ -61,6 +61,8 @@ class SectionList {
   void add(std::string name, std::function<std::string()> dump) {
     sections_.push_back({std::move(name), std::move(dump)});
   }
+  // A key outside any section (`out = "dir"` for `--out`), dumped before the sections.
+  void add_top(std::function<std::string()> dump) { top_.push_back(std::move(dump)); }
   std::string dump_toml() const;
 
  private:
@@ -69,6 +71,7 @@ class SectionList {
     std::function<std::string()> dump;
   };
   std::vector<Section> sections_;
+  std::vector<std::function<std::string()>> top_;
 };
 
 // Whether a section's fields also get a short flag: `max_new_tokens` -> `--max-new-tokens`,
@@ -109,6 +112,15 @@ void add_section(CLI::App* cmd, SectionList& list, const std::string& section, C
   });
 }
 
+// A one-flag option outside the sections (`ftune model init --out DIR`): `--name` on the
+// command line, `name = ...` at the top of a config file and of --dump-config.
+template <class T>
+CLI::Option* add_top_option(CLI::App* cmd, SectionList& list, const std::string& name, T& value,
+                            const std::string& help) {
+  list.add_top([name, &value] { return name + " = " + detail::toml_value(value) + "\n"; });
+  return cmd->add_option("--" + name, value, help);
+}
+
 // Installs `--config FILE` (TOML) on the root app, read through toml++ so that `[section]`
 // tables map to dotted flags of the chosen subcommand.
 void install_toml_config(CLI::App& root);
@@ -118,6 +130,9 @@ struct Command {
   CLI::App* app = nullptr;  // owned by the parent app
   SectionList sections;
   std::function<int()> run;
+  // Options the command cannot run without. Checked before run rather than by CLI11, so that
+  // --dump-config works with them unset.
+  std::vector<const CLI::Option*> required;
 };
 
 // All leaf subcommands; after parsing, runs the chosen one (or dumps its config).

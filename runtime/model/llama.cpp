@@ -21,7 +21,10 @@ LinearImpl::LinearImpl(int64_t in, int64_t out, bool with_bias, const torch::Ten
 
 Tensor LinearImpl::forward(const Tensor& x) {
   if (adapter_ && adapter_->replaces_base()) return adapter_->forward(x, Tensor(), *this);
-  Tensor y = at::linear(x, weight, bias.defined() ? std::optional<Tensor>(bias) : std::nullopt);
+  // A bias that trains beside an adapter is float32 while the frozen weight may be bf16.
+  std::optional<Tensor> b;
+  if (bias.defined()) b = bias.scalar_type() == x.scalar_type() ? bias : bias.to(x.scalar_type());
+  Tensor y = at::linear(x, weight, b);
   return adapter_ ? adapter_->forward(x, y, *this) : y;
 }
 

@@ -96,6 +96,47 @@ std::string peft_key(const std::string& name) {
          ".weight";
 }
 
+size_t train_biases(model::CausalLM& model, const std::string& bias) {
+  if (bias == "none") return 0;
+  FTUNE_CHECK(bias == "all" || bias == "lora_only", "lora.bias = " + bias);
+  size_t n = 0;
+  for (auto& [name, linear] : model.named_linears()) {
+    if (!linear->bias.defined() || (bias == "lora_only" && !linear->adapter())) continue;
+    linear->bias.set_data(linear->bias.detach().to(at::kFloat));
+    linear->bias.requires_grad_(true);
+    ++n;
+  }
+  return n;
+}
+
+std::string peft_bias_key(const std::string& name, bool adapted) {
+  const std::string suffix = ".bias";
+  FTUNE_CHECK(name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0,
+              "not a bias: " + name);
+  const std::string module = name.substr(0, name.size() - suffix.size());
+  return "base_model.model." + module + (adapted ? ".base_layer.bias" : ".bias");
+}
+
+namespace {
+
+// The biases an adapter directory trained (PEFT's bias = all | lora_only) into their modules.
+void load_adapter_biases(model::CausalLM& model, const st::SafetensorsFile& file) {
+  for (auto& [name, linear] : model.named_linears()) {
+    if (!linear->bias.defined()) continue;
+    const std::string key = peft_bias_key(name + ".bias", linear->adapter() != nullptr);
+    const st::TensorInfo* info = file.find(key);
+    if (info == nullptr) continue;
+    at::Tensor src = at::from_blob(const_cast<uint8_t*>(file.data(*info)), info->shape,
+                                   at::TensorOptions(model::to_scalar_type(info->dtype)));
+    if (src.sizes() != linear->bias.sizes())
+      throw Error(file.path() + ": " + key + " has shape " + c10::str(src.sizes()) + " but the model's is " +
+                  c10::str(linear->bias.sizes()));
+    linear->bias.copy_(src);
+  }
+}
+
+}  // namespace
+
 void load_lora_adapter(model::CausalLM& model, const std::string& dir) {
   const std::string config_path = dir + "/adapter_config.json";
   std::ifstream in(config_path);
@@ -129,6 +170,7 @@ void load_lora_adapter(model::CausalLM& model, const std::string& dir) {
                   " but r = " + std::to_string(o.r) + " and the model give " + c10::str(item.value().sizes()));
     item.value().copy_(src);
   }
+  if (c.value("bias", "none") != "none") load_adapter_biases(model, *file);
 }
 
 size_t merge_lora(model::CausalLM& model) {

@@ -45,6 +45,16 @@ std::vector<std::string> attach_lora(model::CausalLM& model, const LoraOptions& 
 // -> "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight".
 std::string peft_key(const std::string& ftune_name);
 
+// Lets the biases PEFT's `bias` option names train beside the adapters: "none", "all", or
+// "lora_only" (those of the adapted projections); in float32 (the linear casts them to its
+// input's dtype). Returns the number of bias tensors that train.
+size_t train_biases(model::CausalLM& model, const std::string& bias);
+
+// PEFT's key for a bias trained beside the adapters: "model.layers.0.self_attn.q_proj.bias" ->
+// "base_model.model.model.layers.0.self_attn.q_proj.base_layer.bias" when q_proj has an
+// adapter (PEFT wraps it as base_layer), else "...k_proj.bias".
+std::string peft_bias_key(const std::string& ftune_name, bool adapted);
+
 // Attaches the adapter in a PEFT LoRA directory (adapter_config.json + adapter_model.safetensors)
 // to model and loads its weights. Throws ftune::Error naming the file and what is wrong.
 void load_lora_adapter(model::CausalLM& model, const std::string& dir);

@@ -21,7 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-constexpr int kFormatVersion = 1;
+constexpr int kFormatVersion = 2;  // 2: eval history and rng in meta.json
 constexpr const char* kDoneFile = "DONE";
 
 // std::filesystem::remove_all cannot be used in a process that loads LibTorch (libtorch.so
@@ -48,6 +48,11 @@ void write_text_atomic(const std::string& path, const std::string& text) {
   st::detail::AtomicFile f(path);
   f.write(text.data(), text.size());
   f.commit();
+}
+
+json eval_json(const TrainState& s) {
+  return {{"best", s.best ? json(*s.best) : json(nullptr)}, {"best_step", s.best_step},
+          {"evals_since_best", s.evals_since_best}};
 }
 
 json fingerprint_json(const DataFingerprint& d) {
@@ -95,7 +100,7 @@ void write_rank_file(const std::string& path, const OptimizerState& optim, int r
 std::string save_checkpoint(const std::string& out_dir, const TrainState& state,
                             const DataFingerprint& data, const std::string& config_toml,
                             sharding::ShardedUnits& engine, const OptimizerState& optim,
-                            comm::Communicator& comm, int keep) {
+                            comm::Communicator& comm, int keep, bool keep_best) {
   const std::string root = out_dir + "/checkpoints";
   const std::string final_dir = root + "/" + step_name(state.step);
   const std::string tmp = final_dir + ".tmp";
@@ -115,7 +120,8 @@ std::string save_checkpoint(const std::string& out_dir, const TrainState& state,
     for (const auto& p : *optim.params)
       if (p.unit >= 0) units[p.name] = engine.layout(size_t(p.unit)).numel();
     json meta = {{"format_version", kFormatVersion}, {"step", state.step}, {"tokens", state.tokens},
-                 {"skipped", state.skipped},
+                 {"skipped", state.skipped}, {"eval", eval_json(state)},
+                 {"rng", {{"seed", state.seed}, {"scheme", "dropout seeded by (seed, step, rank, micro-batch)"}}},
                  {"reader", {{"epoch", state.reader.epoch}, {"sample", state.reader.sample}}},
                  {"world_size", comm.size()}, {"units", units},
                  {"optimizer_steps", optim.steps()}, {"data", fingerprint_json(data)},
@@ -125,18 +131,30 @@ std::string save_checkpoint(const std::string& out_dir, const TrainState& state,
     remove_tree(final_dir);
     fs::rename(tmp, final_dir);
     write_text_atomic(root + "/latest", step_name(state.step) + "\n");
+    const bool is_best = state.best && state.best_step == state.step;
+    if (is_best) write_text_atomic(root + "/best", step_name(state.step) + "\n");
+    const std::string best = root + "/" + step_name(state.best_step);
     auto all = complete_checkpoints(root);
-    for (size_t i = 0; i + size_t(std::max(1, keep)) < all.size(); ++i) remove_tree(all[i]);
+    for (size_t i = 0; i + size_t(std::max(1, keep)) < all.size(); ++i)
+      if (!(keep_best && state.best && all[i] == best)) remove_tree(all[i]);
   }
   comm.barrier();
   return final_dir;
+}
+
+std::optional<std::string> best_checkpoint(const std::string& out_dir) {
+  const std::string root = out_dir + "/checkpoints";
+  std::ifstream in(root + "/best");
+  std::string name;
+  if (in >> name && fs::exists(fs::path(root) / name / kDoneFile)) return root + "/" + name;
+  return std::nullopt;
 }
 
 std::optional<std::string> checkpoint_to_resume(const std::string& resume, const std::string& out_dir) {
   if (resume == "none") return std::nullopt;
   if (resume != "auto") {
     if (!fs::exists(fs::path(resume) / kDoneFile))
-      throw Error("train.resume = " + resume + ": not a complete checkpoint (no " + kDoneFile +
+      throw Error("checkpoint.resume = " + resume + ": not a complete checkpoint (no " + kDoneFile +
                   " marker); give a checkpoints/step-* directory, auto or none");
     return resume;
   }
@@ -158,7 +176,7 @@ void check_fingerprint(const json& saved, const DataFingerprint& now, const std:
       throw Error("resume from " + dir + ": data." + it.key() + " was " +
                   (saved.contains(it.key()) ? saved[it.key()].dump() : "unset") + " in the checkpoint and is " +
                   it.value().dump() + " now, which would change the order of the samples; "
-                  "set it back, or start afresh with --train.resume none");
+                  "set it back, or start afresh with --resume none");
   }
 }
 
@@ -221,6 +239,11 @@ TrainState load_checkpoint(const std::string& dir, const DataFingerprint& data,
   s.skipped = meta["skipped"].get<int64_t>();
   s.reader.epoch = meta["reader"]["epoch"].get<int64_t>();
   s.reader.sample = meta["reader"]["sample"].get<int64_t>();
+  const json& e = meta["eval"];
+  if (e.contains("best") && !e["best"].is_null()) s.best = e["best"].get<double>();
+  s.best_step = e.value("best_step", int64_t(0));
+  s.evals_since_best = e.value("evals_since_best", int64_t(0));
+  s.seed = meta["rng"].value("seed", int64_t(0));
   return s;
 }
 

@@ -25,6 +25,12 @@ struct TrainState {
   int64_t tokens = 0;        // trained tokens so far
   int64_t skipped = 0;       // steps skipped for a non-finite loss or gradient
   data::ReaderState reader;  // where the next batch starts
+  // Evaluation history for early stopping and the best checkpoint (evaluations during
+  // training only; the baseline before step 1 does not count).
+  std::optional<double> best;    // best eval.metric so far
+  int64_t best_step = 0;         // the step it was measured after
+  int64_t evals_since_best = 0;  // evaluations since then without an improvement
+  int64_t seed = 0;              // train.seed: dropout draws from (seed, step, rank, micro-batch)
 };
 
 // What fixes the sample order; a resume that changes any of it is refused, naming the key.
@@ -43,11 +49,16 @@ struct OptimizerState {
 };
 
 // Collective: every rank writes its file; rank 0 the metadata, then the rename and `latest`.
-// Keeps the newest `keep` checkpoints (older complete ones are removed).
+// Keeps the newest `keep` checkpoints (older complete ones are removed) and, with
+// `keep_best`, the one of state.best_step; a checkpoint of the best step is named by
+// checkpoints/best.
 std::string save_checkpoint(const std::string& out_dir, const TrainState& state,
                             const DataFingerprint& data, const std::string& config_toml,
                             sharding::ShardedUnits& engine, const OptimizerState& optim,
-                            comm::Communicator& comm, int keep);
+                            comm::Communicator& comm, int keep, bool keep_best);
+
+// The checkpoint of the best evaluation (checkpoints/best), if one was written.
+std::optional<std::string> best_checkpoint(const std::string& out_dir);
 
 // `resume`: "none", "auto" (the latest complete checkpoint under out_dir, if any) or a
 // checkpoint directory. Returns the path to restore, or none.

@@ -13,8 +13,9 @@ namespace ftune::train {
 
 class MetricsLog {
  public:
-  // Writes out_dir/metrics.jsonl and out_dir/tb/; "" = nothing (ranks other than 0).
-  explicit MetricsLog(const std::string& out_dir);
+  // Writes out_dir/metrics.jsonl and (with tensorboard) out_dir/tb/; "" = nothing (ranks
+  // other than 0).
+  MetricsLog(const std::string& out_dir, bool tensorboard);
   ~MetricsLog();
   // One JSON line {"step": step, key: value, ...} and one TensorBoard scalar per value.
   void write(int64_t step, const std::map<std::string, double>& values);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,20 +13,29 @@
 namespace ftune::train {
 
 struct ModelSection {
-  std::string path;              // HF model directory
-  std::string dtype = "float32";  // compute dtype: float32 | bfloat16
+  std::string path;  // HF model directory
   std::string device = "cpu";
 
   template <class F>
   void fields(F&& f) {
     f("path", path, "Hugging Face model directory to fine-tune (config.json + safetensors)");
-    f("dtype", dtype, "compute dtype: float32 or bfloat16 (masters and optimizer stay float32)");
     f("device", device, "cpu or cuda (one GPU per rank, by local rank)");
   }
 };
 
+struct PrecisionSection {
+  std::string compute = "float32";  // float32 | bfloat16
+  std::string reduce = "float32";   // float32 | bfloat16
+  template <class F>
+  void fields(F&& f) {
+    f("compute", compute, "dtype of gathered weights and activations: float32 or bfloat16 "
+                          "(master weights and optimizer state stay float32)");
+    f("reduce", reduce, "dtype gradients are reduced in: float32, or bfloat16 (half the bytes)");
+  }
+};
+
 struct MethodSection {
-  std::string name = "full";  // full | lora
+  std::string name = "full";   // full | lora
   std::string shard = "auto";  // auto | sharded | replicated (the frozen base, LoRA)
   template <class F>
   void fields(F&& f) {
@@ -40,6 +50,7 @@ struct LoraSection {
   double dropout = 0.0;
   bool use_rslora = false;
   std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj"};
+  std::string bias = "none";  // none | all | lora_only
   template <class F>
   void fields(F&& f) {
     f("r", r, "LoRA rank");
@@ -47,43 +58,41 @@ struct LoraSection {
     f("dropout", dropout, "dropout on the adapter's input during training");
     f("use_rslora", use_rslora, "scale by alpha / sqrt(r) (rank-stabilised LoRA)");
     f("target_modules", target_modules, "projections that get adapters (q_proj ... down_proj, or all-linear)");
+    f("bias", bias, "biases that train beside the adapters: none, all, or lora_only (those of "
+                    "the adapted projections); as PEFT's bias option");
   }
 };
 
 struct LoopSection {
   std::string out = "runs/train";
   int64_t steps = 100;
+  int64_t epochs = 0;       // > 0: the step count is epochs x steps per epoch
   int64_t micro_batch = 0;  // [sequences per rank per forward]; 0 = the rank's whole share
   int64_t seed = 0;
-  std::string activation_checkpointing = "on";  // on | off
+  std::string activation_checkpointing = "on";  // on | off | every_k
+  int64_t activation_checkpointing_k = 2;
   double grad_clip = 1.0;
-  int64_t eval_every = 0;  // [steps]; 0 = only at the end
-  int64_t log_every = 1;   // [steps]
   int64_t max_skipped_steps = 10;
   int64_t loss_chunk = 1024;  // [tokens] per logits chunk: 1024 x 128k vocab = 512 MB fp32
-  int64_t checkpoint_every = 0;  // [steps]; 0 = only at the end
-  int64_t keep_checkpoints = 2;
-  std::string resume = "auto";   // auto | none | a checkpoint directory
-  int64_t stop_after = 0;        // [steps] in this job (then checkpoint and exit); 0 = no limit
+  int64_t stop_after = 0;     // [steps] in this job (then checkpoint and exit); 0 = no limit
   template <class F>
   void fields(F&& f) {
-    f("out", out, "run directory: config.toml, metrics.jsonl, final/ (the export)");
-    f("steps", steps, "optimizer steps");
+    f("out", out, "run directory: config.toml, metrics.jsonl, tb/, checkpoints/, final/ (the export)");
+    f("steps", steps, "optimizer steps (ignored when train.epochs > 0)");
+    f("epochs", epochs, "passes over the training split; > 0 sets the step count from the data");
     f("micro_batch", micro_batch, "sequences per rank per forward pass (gradient accumulation "
                                   "over the rank's share of the global batch); 0 = all at once");
-    f("seed", seed, "seed of adapter initialisation");
-    f("activation_checkpointing", activation_checkpointing, "on: recompute every unit in backward; off: keep activations");
+    f("seed", seed, "seed of adapter initialisation and dropout");
+    f("activation_checkpointing", activation_checkpointing,
+      "on: recompute every layer in backward; every_k: every k-th layer "
+      "(train.activation_checkpointing_k); off: keep all activations");
+    f("activation_checkpointing_k", activation_checkpointing_k,
+      "with activation_checkpointing = every_k: recompute layers 0, k, 2k, ...");
     f("grad_clip", grad_clip, "clip the global gradient norm to this (0 = off)");
-    f("eval_every", eval_every, "validation every N steps (0: only at the end)");
-    f("log_every", log_every, "progress line and metrics every N steps");
     f("max_skipped_steps", max_skipped_steps, "stop after this many steps with a non-finite loss or gradient");
     f("loss_chunk", loss_chunk, "tokens per chunk of logits in the loss");
-    f("checkpoint_every", checkpoint_every, "write a checkpoint every N steps (0: only at the end)");
-    f("keep_checkpoints", keep_checkpoints, "complete checkpoints kept; older ones are removed");
-    f("resume", resume, "auto (the latest complete checkpoint in train.out, if any), none, or a "
-                        "checkpoint directory; any number of ranks can resume any checkpoint");
     f("stop_after", stop_after, "stop after this many steps in this job, with a checkpoint "
-                                "(for time-limited allocations); 0: run to train.steps");
+                                "(for time-limited allocations); 0: run to the end");
   }
 };
 
@@ -105,29 +114,90 @@ struct OptimSection {
 struct ScheduleSection {
   std::string decay = "cosine";  // cosine | linear | constant
   int64_t warmup_steps = 0;
+  double warmup_ratio = 0.0;
   double min_lr_ratio = 0.0;
   template <class F>
   void fields(F&& f) {
     f("decay", decay, "after warm-up: cosine, linear or constant");
     f("warmup_steps", warmup_steps, "linear warm-up from 0 over this many steps");
+    f("warmup_ratio", warmup_ratio, "warm-up over this fraction of all steps (instead of warmup_steps)");
     f("min_lr_ratio", min_lr_ratio, "the decay ends at lr * min_lr_ratio");
+  }
+};
+
+struct EvalSection {
+  int64_t every = 0;  // [steps]; 0 = only at the start and the end
+  bool at_start = true;
+  std::string metric = "val_loss";  // val_loss | val_ppl | val_acc
+  int64_t patience = 0;             // [evaluations]; 0 = no early stopping
+  double min_delta = 0.0;
+  std::string export_ = "last";  // last | best
+  template <class F>
+  void fields(F&& f) {
+    f("every", every, "validation (loss, perplexity, accuracy over the whole held-out split) "
+                      "every N steps; 0: only at the start and the end");
+    f("at_start", at_start, "also evaluate before the first step (the baseline)");
+    f("metric", metric, "what early stopping and the best checkpoint follow: val_loss, val_ppl "
+                        "(lower is better) or val_acc (higher is better)");
+    f("patience", patience, "stop after this many evaluations without improvement (0: never)");
+    f("min_delta", min_delta, "an improvement smaller than this does not count");
+    f("export", export_, "what final/ holds: the last step, or the best evaluation's checkpoint");
+  }
+};
+
+struct CheckpointSection {
+  int64_t every = 0;  // [steps]; 0 = only at the end
+  int64_t keep = 2;
+  std::string resume = "auto";  // auto | none | a checkpoint directory
+  template <class F>
+  void fields(F&& f) {
+    f("every", every, "write a checkpoint every N steps (0: only at the end)");
+    f("keep", keep, "complete checkpoints kept; older ones are removed (the best one is kept too)");
+    f("resume", resume, "auto (the latest complete checkpoint in train.out, if any), none, or a "
+                        "checkpoint directory; any number of ranks can resume any checkpoint");
+  }
+};
+
+struct LogSection {
+  int64_t every = 1;        // [steps]
+  int64_t time_every = 10;  // [steps]
+  bool tensorboard = true;
+  double peak_tflops = 0;
+  template <class F>
+  void fields(F&& f) {
+    f("every", every, "progress line and metrics every N steps");
+    f("time_every", time_every, "the per-rank split of step time (compute, communication, data "
+                                "wait) every N steps (0: never)");
+    f("tensorboard", tensorboard, "also write TensorBoard event files to OUT/tb/");
+    f("peak_tflops", peak_tflops, "one device's peak FLOP/s in TFLOP/s, for MFU; 0: known GPUs' "
+                                  "bf16 peak by name (H100, H200, A100, ...), none on the CPU");
   }
 };
 
 struct TrainConfig {
   ModelSection model;
+  PrecisionSection precision;
   MethodSection method;
   LoraSection lora;
   data::ReaderConfig data;
   LoopSection train;
   OptimSection optim;
   ScheduleSection schedule;
+  EvalSection eval;
+  CheckpointSection checkpoint;
+  LogSection log;
   std::string resolved_toml;  // the whole config as run (written to OUT/config.toml); not a key
 };
 
 // The learning rate of step `step` (0-based) out of `steps`.
 double learning_rate(const OptimSection& optim, const ScheduleSection& schedule, int64_t step,
                      int64_t steps);
+// Warm-up steps: schedule.warmup_steps, or warmup_ratio of `steps`.
+int64_t warmup_steps(const ScheduleSection& schedule, int64_t steps);
+
+// Whether evaluation metric `value` improves on `best` by more than min_delta (any value
+// improves on none).
+bool improves(const EvalSection& eval, double value, std::optional<double> best);
 
 // Rules within and across sections that need no files (choices, positive sizes, batch
 // divisibility by world_size); throws ftune::Error naming the key and what to change.

@@ -122,6 +122,81 @@ TEST(CliConfig, InvalidTomlNamesFileAndLine) {
   }
 }
 
+// A TOML value of the wrong type names the file, the line, the key and what it takes.
+TEST(CliConfig, WrongTomlTypeNamesFileLineAndType) {
+  ftune::test::TempDir dir;
+  std::string toml = dir.file("run.toml");
+  struct Case {
+    const char* text;
+    const char* expect;
+  };
+  for (auto [text, expect] : {Case{"[optim]\nlr = 0.1\nwarmup = 1.5\n", ":3: optim.warmup takes an integer, not a float"},
+                              Case{"[optim]\nfused = 3\n", ":2: optim.fused takes true or false, not an integer"},
+                              Case{"[optim]\nname = 7\n", ":2: optim.name takes a string, not an integer"},
+                              Case{"[optim]\nlr = \"fast\"\n", ":2: optim.lr takes a number, not a string"},
+                              Case{"[optim]\nwarmup = [1, 2]\n", ":2: optim.warmup takes an integer, not an array"},
+                              Case{"[optim]\nmilestones = [1, \"x\"]\n",
+                                   ":2: optim.milestones takes a list of integers, not a string element"}}) {
+    ftune::test::write_file(toml, text);
+    Harness h;
+    try {
+      h.parse({"model", "init", "--config", toml});
+      FAIL() << "accepted: " << text;
+    } catch (const ftune::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(toml + expect), std::string::npos) << e.what();
+    }
+  }
+  // An integer where a number is wanted is fine (`lr = 1`).
+  ftune::test::write_file(toml, "[optim]\nlr = 1\n");
+  Harness h;
+  h.parse({"model", "init", "--config", toml});
+  EXPECT_DOUBLE_EQ(h.optim.lr, 1.0);
+}
+
+// A value given by flag that does not convert names the key and what it takes.
+TEST(CliConfig, BadFlagValueNamesTheType) {
+  Harness h;
+  try {
+    h.parse({"model", "init", "--optim.warmup", "soon"});
+    FAIL() << "accepted";
+  } catch (const CLI::ParseError& e) {
+    testing::internal::CaptureStderr();
+    EXPECT_NE(ftune::cli::report_parse_error(h.app, e), 0);
+    std::string err = testing::internal::GetCapturedStderr();
+    EXPECT_NE(err.find("optim.warmup takes an integer"), std::string::npos) << err;
+  }
+}
+
+// `ftune trian`, `ftune model inti`: an error naming the word and the nearest command.
+TEST(CliConfig, MisspelledCommandIsAnErrorWithASuggestion) {
+  for (auto [cmd, expect] : {std::pair<const char*, const char*>{"trian", "unknown command `ftune trian`; did you mean `ftune train`?"},
+                             {"model inti", "unknown command `ftune model inti`; did you mean `ftune model init`?"},
+                             {"", "`ftune` takes one of: model, generate, data, train, merge"}}) {
+    auto r = ftune::test::run_ftune(std::string(cmd) + " 2>&1");
+    EXPECT_NE(r.exit_code, 0) << cmd;
+    EXPECT_NE(r.output.find(expect), std::string::npos) << cmd << ": " << r.output;
+  }
+  auto r = ftune::test::run_ftune("train --help 2>&1");
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.output.find("Usage: ftune train"), std::string::npos) << r.output;
+}
+
+// --dump-config works with required options unset, and dumps options outside the sections
+// as top-level keys that read back.
+TEST(CliConfig, DumpConfigNeedsNoRequiredOptionAndHoldsTopLevelOnes) {
+  auto r = ftune::test::run_ftune("model init --dump-config 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("out = \"\"\n", 0), 0u) << r.output;
+  r = ftune::test::run_ftune("model init --model.preset tiny-llama 2>&1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("--out is required: `ftune model init --out VALUE`"), std::string::npos) << r.output;
+  ftune::test::TempDir dir;
+  ftune::test::write_file(dir.file("init.toml"), "out = \"somewhere\"\n[model]\npreset = \"tiny-llama\"\n");
+  r = ftune::test::run_ftune("model init --config " + dir.file("init.toml") + " --dump-config 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("out = \"somewhere\""), std::string::npos) << r.output;
+}
+
 TEST(CliConfig, UnknownFlagSuggestsClosest) {
   Harness h;
   try {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 
 #include "common/error.h"
 #include "runtime/train/train_config.h"
@@ -37,28 +38,106 @@ std::string error_of(const TrainConfig& c, int world) {
   return "";
 }
 
-TEST(TrainValidate, EachRuleNamesTheKeyToChange) {
+TrainConfig valid_config() {
   TrainConfig c;
   c.model.path = "m";
   c.data.shards = "s";
   c.data.global_batch = 8;
-  EXPECT_EQ(error_of(c, 2), "");
-  TrainConfig bad = c;
-  bad.model.path = "";
-  EXPECT_NE(error_of(bad, 2).find("model.path is empty"), std::string::npos);
-  bad = c;
-  bad.model.dtype = "fp8";
-  EXPECT_NE(error_of(bad, 2).find("model.dtype = 'fp8' is not one of: float32, bfloat16"), std::string::npos);
-  bad = c;
-  bad.schedule.decay = "step";
-  EXPECT_NE(error_of(bad, 2).find("schedule.decay = 'step'"), std::string::npos);
-  bad = c;
-  bad.train.steps = 0;
-  EXPECT_NE(error_of(bad, 2).find("train.steps must be positive"), std::string::npos);
-  EXPECT_NE(error_of(c, 3).find("data.global_batch"), std::string::npos);  // 8 over 3 ranks
-  bad = c;
-  bad.train.micro_batch = 3;  // each of 2 ranks gets 4
-  EXPECT_NE(error_of(bad, 2).find("train.micro_batch = 3 must divide the 4 sequences"), std::string::npos);
+  return c;
+}
+
+// Every rule: a config that breaks it, on 2 ranks, and the words of the message that name
+// the setting to change.
+TEST(TrainValidate, EachRuleNamesTheKeyToChange) {
+  EXPECT_EQ(error_of(valid_config(), 2), "");
+  struct Rule {
+    std::function<void(TrainConfig&)> breaks;
+    const char* message;
+  };
+  const std::vector<Rule> rules = {
+      {[](TrainConfig& c) { c.model.path = ""; }, "model.path is empty"},
+      {[](TrainConfig& c) { c.precision.compute = "fp8"; }, "precision.compute = 'fp8' is not one of: float32, bfloat16"},
+      {[](TrainConfig& c) { c.precision.reduce = "int8"; }, "precision.reduce = 'int8' is not one of"},
+      {[](TrainConfig& c) { c.method.name = "qlora"; }, "method.name = 'qlora' is not one of: full, lora"},
+      {[](TrainConfig& c) { c.method.shard = "half"; }, "method.shard = 'half' is not one of: auto, sharded, replicated"},
+      {[](TrainConfig& c) { c.lora.bias = "some"; }, "lora.bias = 'some' is not one of: none, all, lora_only"},
+      {[](TrainConfig& c) { c.optim.name = "adam"; }, "optim.name = 'adam' is not one of: adamw, sgd"},
+      {[](TrainConfig& c) { c.schedule.decay = "step"; }, "schedule.decay = 'step' is not one of: cosine, linear, constant"},
+      {[](TrainConfig& c) { c.train.activation_checkpointing = "some"; },
+       "train.activation_checkpointing = 'some' is not one of: on, off, every_k"},
+      {[](TrainConfig& c) { c.eval.metric = "loss"; }, "eval.metric = 'loss' is not one of: val_loss, val_ppl, val_acc"},
+      {[](TrainConfig& c) { c.eval.export_ = "first"; }, "eval.export = 'first' is not one of: last, best"},
+      {[](TrainConfig& c) { c.train.steps = 0; }, "train.steps must be positive (got 0), or set train.epochs"},
+      {[](TrainConfig& c) { c.train.epochs = -1; }, "train.epochs must be >= 0"},
+      {[](TrainConfig& c) { c.train.activation_checkpointing_k = 0; }, "train.activation_checkpointing_k must be at least 1"},
+      {[](TrainConfig& c) { c.train.grad_clip = -1; }, "train.grad_clip must be >= 0"},
+      {[](TrainConfig& c) { c.train.loss_chunk = 0; }, "train.loss_chunk must be at least 1"},
+      {[](TrainConfig& c) { c.train.max_skipped_steps = -1; }, "train.max_skipped_steps must be >= 0"},
+      {[](TrainConfig& c) { c.train.stop_after = -2; }, "train.stop_after must be >= 0"},
+      {[](TrainConfig& c) { c.lora.r = 0; }, "lora.r must be at least 1"},
+      {[](TrainConfig& c) { c.lora.alpha = 0; }, "lora.alpha must be positive"},
+      {[](TrainConfig& c) { c.lora.dropout = 1; }, "lora.dropout must be in [0, 1)"},
+      {[](TrainConfig& c) { c.lora.target_modules = {}; }, "lora.target_modules is empty"},
+      {[](TrainConfig& c) { c.optim.lr = 0; }, "optim.lr must be positive"},
+      {[](TrainConfig& c) { c.optim.weight_decay = -0.1; }, "optim.weight_decay must be >= 0"},
+      {[](TrainConfig& c) { c.optim.beta2 = 1; }, "optim.beta1 and optim.beta2 must be in [0, 1)"},
+      {[](TrainConfig& c) { c.optim.eps = 0; }, "optim.eps must be positive"},
+      {[](TrainConfig& c) { c.schedule.warmup_steps = -1; }, "schedule.warmup_steps must be >= 0"},
+      {[](TrainConfig& c) { c.schedule.warmup_ratio = 1.5; }, "schedule.warmup_ratio must be in [0, 1)"},
+      {[](TrainConfig& c) { c.schedule.warmup_steps = 5; c.schedule.warmup_ratio = 0.1; },
+       "set schedule.warmup_steps or schedule.warmup_ratio, not both"},
+      {[](TrainConfig& c) { c.schedule.min_lr_ratio = 2; }, "schedule.min_lr_ratio must be in [0, 1]"},
+      {[](TrainConfig& c) { c.eval.every = -1; }, "eval.every must be >= 0"},
+      {[](TrainConfig& c) { c.eval.patience = -1; }, "eval.patience must be >= 0"},
+      {[](TrainConfig& c) { c.eval.min_delta = -1; }, "eval.min_delta must be >= 0"},
+      {[](TrainConfig& c) { c.checkpoint.every = -1; }, "checkpoint.every must be >= 0"},
+      {[](TrainConfig& c) { c.checkpoint.keep = 0; }, "checkpoint.keep must be at least 1"},
+      {[](TrainConfig& c) { c.log.every = 0; }, "log.every must be at least 1"},
+      {[](TrainConfig& c) { c.log.time_every = -1; }, "log.time_every must be >= 0"},
+      // Across sections.
+      {[](TrainConfig& c) { c.eval.patience = 3; c.eval.every = 10; },
+       "eval.patience = 3 needs a validation split: set data.val_fraction or data.val_shards"},
+      {[](TrainConfig& c) { c.eval.export_ = "best"; }, "eval.export = best needs a validation split"},
+      {[](TrainConfig& c) { c.data.val_fraction = 0.1; c.eval.patience = 2; },
+       "eval.patience counts evaluations: set eval.every"},
+      {[](TrainConfig& c) { c.method.shard = "sharded"; }, "method.shard = sharded is for LoRA's frozen base"},
+      {[](TrainConfig& c) { c.lora.bias = "all"; }, "lora.bias = all applies to method.name = lora"},
+      {[](TrainConfig& c) { c.train.micro_batch = 3; }, "train.micro_batch = 3 must divide the 4 sequences"},
+      {[](TrainConfig& c) { c.data.global_batch = 7; }, "data.global_batch: 7 sequences do not divide over 2 ranks"},
+      {[](TrainConfig& c) { c.data.seq_len = 1; }, "data.seq_len: must be at least 2"},
+      {[](TrainConfig& c) { c.data.packing = "zip"; }, "data.packing"},
+      {[](TrainConfig& c) { c.data.val_fraction = 1.5; }, "data.val_fraction: must be in [0, 1)"},
+  };
+  for (const Rule& rule : rules) {
+    TrainConfig c = valid_config();
+    rule.breaks(c);
+    const std::string msg = error_of(c, 2);
+    EXPECT_NE(msg.find(rule.message), std::string::npos) << "want: " << rule.message << "\ngot:  " << msg;
+  }
+}
+
+TEST(Schedule, WarmupRatioIsAFractionOfAllSteps) {
+  OptimSection o;
+  o.lr = 1.0;
+  ScheduleSection s;
+  s.warmup_ratio = 0.1;
+  s.decay = "constant";
+  EXPECT_EQ(warmup_steps(s, 95), 10);  // rounded up
+  EXPECT_DOUBLE_EQ(learning_rate(o, s, 0, 95), 0.1);
+  EXPECT_DOUBLE_EQ(learning_rate(o, s, 9, 95), 1.0);
+}
+
+TEST(EarlyStopping, ImprovementFollowsTheMetricsDirectionAndMinDelta) {
+  EvalSection e;
+  EXPECT_TRUE(improves(e, 5.0, std::nullopt));
+  EXPECT_TRUE(improves(e, 1.9, 2.0));
+  EXPECT_FALSE(improves(e, 2.0, 2.0));
+  e.min_delta = 0.2;
+  EXPECT_FALSE(improves(e, 1.9, 2.0));
+  EXPECT_TRUE(improves(e, 1.7, 2.0));
+  e.metric = "val_acc";  // higher is better
+  EXPECT_FALSE(improves(e, 0.5, 0.4));
+  EXPECT_TRUE(improves(e, 0.7, 0.4));
 }
 
 TEST(TrainConfigs, ExamplesLoadAndSetWhatTheySay) {
@@ -84,7 +163,7 @@ TEST(TrainConfigs, ShortFormsSetTheirKeys) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const char* line : {"path = \"m\"", "shards = \"s\"", "name = \"lora\"", "out = \"o\"",
                            "steps = 7", "seq_len = 33", "global_batch = 6", "micro_batch = 3",
-                           "lr = 0.5", "seed = 9", "device = \"cuda\"", "dtype = \"bfloat16\"",
+                           "lr = 0.5", "seed = 9", "device = \"cuda\"", "compute = \"bfloat16\"",
                            "resume = \"none\""})
     EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
 }
