@@ -78,7 +78,10 @@ int run_job(const data::TokenizeConfig& cfg, const comm::CommConfig& comm_cfg) {
   try {
     summary = data::run_tokenize(cfg, FTUNE_VERSION, *group, std::cerr);
   } catch (const data::TokenizeStopped& e) {  // every rank stops; rank 0 says why, once
-    if (group->rank() == 0) std::cerr << "ftune: error: " << e.what() << "\n";
+    if (group->rank() == 0) std::cerr << "ftune: error: " << e.what() << "\n" << std::flush;
+    // Before any rank exits: mpirun ends the job at the first non-zero exit, and rank 0 must
+    // have had its say by then.
+    group->barrier();
     return 1;
   }
   if (group->rank() == 0) std::cout << data::format_summary(summary, cfg);

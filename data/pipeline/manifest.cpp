@@ -96,7 +96,7 @@ std::string manifest_difference(const RunManifest& then, const RunManifest& now)
     }
   }
   if (then.item_bytes != now.item_bytes) {
-    os << "  item_mb: items of " << then.item_bytes << " bytes when the run began, " << now.item_bytes << " now\n";
+    os << "  item_bytes: '" << then.item_bytes << "' when the run began, '" << now.item_bytes << "' now\n";
   }
   return os.str();
 }

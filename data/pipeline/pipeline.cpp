@@ -6,6 +6,7 @@
 #include <array>
 #include <chrono>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -215,6 +216,10 @@ class RankWriter {
     bytes_in_item_ = 0;
     finished_.push_back(std::move(rec_));
     writer_.reset();
+    // Fault injection for the resume tests: a slow rank, so that a signal lands mid-run.
+    if (const char* ms = std::getenv("FTUNE_FAULT_ITEM_DELAY_MS")) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::atoll(ms)));
+    }
   }
 
   void abandon() {
