@@ -46,7 +46,6 @@ class ItemPipeline {
   ~ItemPipeline();
 
   int encoders() const { return n_encoders_; }
-  const DocumentRenderer& renderer() const { return renderer_; }
   void start();
   // The next result in batch order; false when every batch was handed out. Returns at least
   // every `poll` (timed_out set) so the caller can tick, draw progress and notice signals.
