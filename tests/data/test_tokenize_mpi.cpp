@@ -169,6 +169,25 @@ TEST_F(TokenizeMpi, AKilledRankEndsTheJobAndResumePicksUp) {
   expect_same_as_ref({"kill"});
 }
 
+// As under srun without --kill-on-bad-exit: mpirun lets the survivors run, and their next tick
+// times out (step timeout 2 s) naming the dead rank, instead of a final barrier waiting forever.
+TEST_F(TokenizeMpi, AKilledRankIsNamedWhenTheLauncherLetsTheOthersRun) {
+  const std::string out = d_->file("gone");
+  auto r = run_shell("rm -rf " + out + "; FTUNE_FAULT_ITEM_DELAY_MS=120 OMPI_MCA_orte_abort_on_non_zero_status=0 " +
+                     job(3, "gone", "--comm.step_timeout_s 2") + " > " + out + ".log 2>&1 & mp=$!; "
+                     "for i in $(seq 500); do [ $(ls " + out + "/manifest 2>/dev/null | grep -c '^item-') -ge 2 ] && "
+                     "break; sleep 0.02; done; kill -KILL $(pgrep -P $mp | tail -1); s=$(date +%s); wait $mp; "
+                     "echo rc=$? took=$(( $(date +%s) - s )); cat " + out + ".log");
+  EXPECT_EQ(r.output.find("rc=0"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(step phase timeout)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("process gone"), std::string::npos) << r.output;
+  const auto took = std::atoi(r.output.substr(r.output.find("took=") + 5).c_str());
+  EXPECT_LT(took, 15) << r.output;
+  auto resumed = run_shell(job(0, "gone", "--resume") + " 2>&1");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  expect_same_as_ref({"gone"});
+}
+
 // A finished set made to look interrupted (its index and two records gone): a resume with
 // another template or max_tokens is refused naming the setting, a run without --resume is
 // refused naming --resume, the right resume completes it.
