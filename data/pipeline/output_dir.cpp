@@ -133,6 +133,12 @@ void check_record(const std::string& dir, const ItemRecord& r, const std::vector
   if (w.file != r.file || w.range.begin != r.range.begin || w.range.end != r.range.end) {
     mismatch(dir, r, "covers another input range than this run's item " + std::to_string(r.item));
   }
+  int64_t docs = 0, tokens = 0, masked = 0;
+  for (const auto& s : r.shards) docs += s.documents, tokens += s.tokens, masked += s.masked_tokens;
+  if (docs != r.documents || tokens != r.tokens || masked != r.masked_tokens) {
+    mismatch(dir, r, "counts " + std::to_string(r.documents) + " documents and " + std::to_string(r.tokens) +
+                         " tokens, its shards " + std::to_string(docs) + " and " + std::to_string(tokens));
+  }
   for (const auto& s : r.shards) {
     if (format::item_of_shard_file_name(s.file) != r.item) mismatch(dir, r, "names shard " + s.file + " of another item");
     const std::string path = dir + "/" + s.file;

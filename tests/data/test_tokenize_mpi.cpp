@@ -207,6 +207,19 @@ TEST_F(TokenizeMpi, ResumeWithChangedSettingsIsRefusedWithTheReason) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("holds an interrupted run (manifest.json, no index.json): rerun with --resume"),
             std::string::npos) << r.output;
+  // A record whose counts disagree with its shard (edited, or from another set).
+  const std::string rec = d_->file("chg/manifest/item-000002.json");
+  const std::string saved = read_file(rec);
+  std::string edited = saved;
+  const auto at = edited.find("\"documents\":");
+  ASSERT_NE(at, std::string::npos) << saved;
+  edited.insert(at + 12, "1");  // the item's total: 57 -> 157 documents
+  write_file(rec, edited);
+  r = run_shell(job(0, "chg", "--resume") + " 2>&1");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("the manifest does not match the shards: manifest/item-000002.json counts 1"),
+            std::string::npos) << r.output;
+  write_file(rec, saved);
   r = run_shell(job(3, "chg", "--resume") + " 2>&1");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("resuming " + d_->file("chg") + ": "), std::string::npos) << r.output;
@@ -218,10 +231,13 @@ TEST_F(TokenizeMpi, ResumeWithChangedSettingsIsRefusedWithTheReason) {
 
 TEST_F(TokenizeMpi, AnotherRunsDirectoryIsRefusedNamingTheLockHolder) {
   const std::string out = d_->file("locked");
-  auto r = run_shell("rm -rf " + out + "; FTUNE_FAULT_ITEM_DELAY_MS=300 " + job(2, "locked") +
-                     " > /dev/null 2>&1 & mp=$!; for i in $(seq 300); do [ -e " + out +
+  auto r = run_shell("rm -rf " + out + "; FTUNE_FAULT_ITEM_DELAY_MS=300 " + job(2, "locked") + " > " + out +
+                     ".log 2>&1 & mp=$!; for i in $(seq 300); do [ -e " + out +
                      "/.lock ] && break; sleep 0.02; done; " + job(2, "locked") + " 2>&1; echo rc=$?; "
-                     "echo \"ranks= $(pgrep -P $mp | tr '\\n' ' ')\"; kill -INT $(pgrep -P $mp); wait $mp");
+                     "echo \"ranks= $(pgrep -P $mp | tr '\\n' ' ')\"; kill -TERM $(pgrep -P $mp); wait $mp; cat " +
+                     out + ".log");
+  // SIGTERM (Slurm's end of a job) stops the first run as SIGINT does.
+  EXPECT_NE(r.output.find("interrupted by signal 15 on rank 0 on "), std::string::npos) << r.output;
   const std::string says = "is being written by another run: pid ";
   auto at = r.output.find(says);
   ASSERT_NE(at, std::string::npos) << r.output;

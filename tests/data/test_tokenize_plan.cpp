@@ -234,6 +234,8 @@ TEST(OutputDir, LeftoversAreRefusedAndTheMessageNamesResume) {
   r.item = 1;
   r.file = 0;
   r.range = items[1].range;
+  r.documents = 3;
+  r.tokens = 30;
   r.shards = {{format::item_shard_file_name(1, 0), 3, 30, 0}};
   r.write(dir.path());
   try {
