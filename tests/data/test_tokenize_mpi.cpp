@@ -136,6 +136,10 @@ TEST_F(TokenizeMpi, EveryRankCountGivesTheSingleProcessSet) {
   // The set is the same for any rank count, shard for shard: same items, same cuts.
   EXPECT_EQ(run_shell("cd " + d_->path() + " && diff np2/index.json np3/index.json").exit_code, 0);
   EXPECT_GT(std::stoi(run_shell("ls " + d_->file("np3/manifest") + " | wc -l").output), 8);
+  // The one large file spread over all three ranks (its items are 0-7).
+  auto ranks = run_shell("cd " + d_->file("np3/manifest") + " && cat item-00000[0-7].json | grep -o '\"rank\":[0-9]*' "
+                         "| sort -u | wc -l");
+  EXPECT_EQ(ranks.output, "3\n") << ranks.output;
 }
 
 TEST_F(TokenizeMpi, SigintToEveryRankThenResumeWithAnotherRankCount) {
