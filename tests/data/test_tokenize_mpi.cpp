@@ -148,7 +148,9 @@ TEST_F(TokenizeMpi, SigintToEveryRankThenResumeWithAnotherRankCount) {
   SCOPED_TRACE("interrupted after " + std::to_string(records) + " finished item(s)");
   auto r = interrupted(2, "int", records, "for p in $ranks; do kill -INT $p; done");
   EXPECT_EQ(r.output.find("rc=0"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("interrupted by signal 2 on rank 0 on "), std::string::npos) << r.output;
+  // The ranks whose signal came before the tick that stopped them (all, unless one was already
+  // waiting in that tick).
+  EXPECT_NE(r.output.find("interrupted by signal 2 on rank "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rerun with --resume"), std::string::npos) << r.output;
   EXPECT_NE(run_shell("test -e " + d_->file("int/index.json")).exit_code, 0);
   EXPECT_NE(run_shell("test -e " + d_->file("int/.lock")).exit_code, 0);  // released on the way out
@@ -241,7 +243,7 @@ TEST_F(TokenizeMpi, AnotherRunsDirectoryIsRefusedNamingTheLockHolder) {
                      "echo \"ranks= $(pgrep -P $mp | tr '\\n' ' ')\"; kill -TERM $(pgrep -P $mp); wait $mp; cat " +
                      out + ".log");
   // SIGTERM (Slurm's end of a job) stops the first run as SIGINT does.
-  EXPECT_NE(r.output.find("interrupted by signal 15 on rank 0 on "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("interrupted by signal 15 on rank "), std::string::npos) << r.output;
   const std::string says = "is being written by another run: pid ";
   auto at = r.output.find(says);
   ASSERT_NE(at, std::string::npos) << r.output;
