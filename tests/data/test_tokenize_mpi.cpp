@@ -237,7 +237,7 @@ TEST_F(TokenizeMpi, ResumeWithChangedSettingsIsRefusedWithTheReason) {
 
 TEST_F(TokenizeMpi, AnotherRunsDirectoryIsRefusedNamingTheLockHolder) {
   const std::string out = d_->file("locked");
-  auto r = run_shell("rm -rf " + out + "; FTUNE_FAULT_ITEM_DELAY_MS=300 " + job(2, "locked") + " > " + out +
+  auto r = run_shell("rm -rf " + out + "; FTUNE_FAULT_ITEM_DELAY_MS=1000 " + job(2, "locked") + " > " + out +
                      ".log 2>&1 & mp=$!; for i in $(seq 300); do [ -e " + out +
                      "/.lock ] && break; sleep 0.02; done; " + job(2, "locked") + " 2>&1; echo rc=$?; "
                      "echo \"ranks= $(pgrep -P $mp | tr '\\n' ' ')\"; kill -TERM $(pgrep -P $mp); wait $mp; cat " +
