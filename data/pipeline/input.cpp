@@ -34,7 +34,11 @@ FilePtr open_file(const std::string& path) {
 // Reads the compressed file in chunks; the decoders below pull from it.
 class RawFile {
  public:
-  explicit RawFile(const std::string& path) : path_(path), file_(open_file(path)), buf_(kChunk) {}
+  explicit RawFile(const std::string& path, uint64_t start = 0) : buf_(kChunk), path_(path), file_(open_file(path)) {
+    if (start > 0 && fseeko(file_.get(), static_cast<off_t>(start), SEEK_SET) != 0) {
+      throw Error("cannot seek to byte " + std::to_string(start) + " of " + path + ": " + std::strerror(errno));
+    }
+  }
   // Refills when empty; false at the end of the file.
   bool fill() {
     if (pos_ < len_) return true;
@@ -56,7 +60,7 @@ class RawFile {
 
 class PlainStream : public ByteStream {
  public:
-  explicit PlainStream(const std::string& path) : raw_(path) {}
+  explicit PlainStream(const std::string& path, uint64_t start = 0) : raw_(path, start) {}
   size_t read(char* out, size_t cap) override {
     if (!raw_.fill()) return 0;
     size_t n = std::min(cap, raw_.len_ - raw_.pos_);
@@ -182,9 +186,47 @@ std::unique_ptr<ByteStream> open_byte_stream(const std::string& path) {
 LineReader::LineReader(const std::string& path, size_t max_line)
     : path_(path), stream_(open_byte_stream(path)), buf_(kChunk), max_line_(max_line) {}
 
+LineReader::LineReader(const std::string& path, LineRange range, size_t max_line)
+    : path_(path), buf_(kChunk), max_line_(max_line), end_limit_(range.end) {
+  if (compression_of(path) != Compression::kNone && (range.begin > 0 || range.end != UINT64_MAX)) {
+    throw Error(path + ": a compressed file is read whole, not by byte range");
+  }
+  // From the byte before `begin`: when it is a '\n', `begin` is itself a line start.
+  offset_ = range.begin > 0 ? range.begin - 1 : 0;
+  stream_ = std::make_unique<PlainStream>(path, offset_);
+  if (range.begin > 0) skip_partial_line();
+}
+
+void LineReader::skip_partial_line() {
+  while (true) {
+    const void* nl = std::memchr(buf_.data() + begin_, '\n', end_ - begin_);
+    if (nl) {
+      begin_ = static_cast<size_t>(static_cast<const char*>(nl) - buf_.data()) + 1;
+      return;
+    }
+    begin_ = end_;  // a partial line can be long: drop it as it goes, the buffer never grows
+    if (!fill()) return;
+  }
+}
+
+int64_t count_lines_before(const std::string& path, uint64_t offset) {
+  FilePtr f = open_file(path);
+  std::vector<char> buf(kChunk);
+  int64_t lines = 0;
+  for (uint64_t done = 0; done < offset;) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(buf.size(), offset - done));
+    size_t n = std::fread(buf.data(), 1, want, f.get());
+    if (n == 0) break;
+    lines += std::count(buf.data(), buf.data() + n, '\n');
+    done += n;
+  }
+  return lines;
+}
+
 bool LineReader::fill() {
   if (eof_) return false;
   if (begin_ > 0) {  // keep the partial line at the front
+    offset_ += begin_;
     std::memmove(buf_.data(), buf_.data() + begin_, end_ - begin_);
     end_ -= begin_;
     begin_ = 0;
@@ -201,6 +243,8 @@ bool LineReader::fill() {
 }
 
 bool LineReader::next(std::string& line) {
+  if (offset_ + begin_ >= end_limit_) return false;  // the next line belongs to the next range
+  line_start_ = offset_ + begin_;
   size_t scanned = begin_;
   while (true) {
     const char* start = buf_.data() + scanned;

@@ -119,6 +119,7 @@ DocumentRenderer::DocumentRenderer(const TokenizeConfig& cfg, const ChatTokens& 
                   "tokenize.chat_template to chatml, llama3, llama2 or a .jinja file");
     }
     chat_ = std::make_unique<jinja::Template>(source, name);
+    chat_source_ = source;
   }
 }
 

@@ -56,6 +56,9 @@ class DocumentRenderer {
   DocumentRenderer(const TokenizeConfig& cfg, const ChatTokens& tokens);
   ~DocumentRenderer();
 
+  // The Jinja source of the chat template in use (format=chat), else "".
+  const std::string& chat_template_source() const { return chat_source_; }
+
   // false with `bad` filled for a bad record. Thread-safe (const).
   bool render(std::string_view record, InputKind kind, RenderedDocument& out, BadRecord& bad) const;
 
@@ -67,6 +70,7 @@ class DocumentRenderer {
   ChatTokens tokens_;
   std::string prompt_head_, prompt_tail_, response_tail_;  // instruction template around the fields
   std::unique_ptr<jinja::Template> chat_;
+  std::string chat_source_;
 };
 
 }  // namespace ftune::data

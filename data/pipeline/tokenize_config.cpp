@@ -28,6 +28,7 @@ void validate(const TokenizeConfig& cfg) {
   if (cfg.threads < 0) throw Error("tokenize.threads must be >= 0 (0: one per core)");
   if (cfg.tokens_per_shard <= 0) throw Error("tokenize.tokens_per_shard must be positive");
   if (cfg.max_messages < 0) throw Error("tokenize.max_messages must be >= 0");
+  if (cfg.item_bytes <= 0) throw Error("tokenize.item_bytes must be positive (default 134217728, 128 MiB)");
 }
 
 }  // namespace ftune::data

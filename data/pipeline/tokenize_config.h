@@ -30,6 +30,8 @@ struct TokenizeConfig {
   int64_t tokens_per_shard = 100'000'000;
   bool progress = false;
   int64_t max_messages = 20;
+  bool resume = false;
+  int64_t item_bytes = int64_t{128} << 20;  // [bytes]
 
   template <class F>
   void fields(F&& f) {
@@ -55,6 +57,8 @@ struct TokenizeConfig {
     f("tokens_per_shard", tokens_per_shard, "tokens in each shard file");
     f("progress", progress, "show the progress bar even when stderr is not a terminal");
     f("max_messages", max_messages, "print at most this many skipped-line messages");
+    f("resume", resume, "continue an interrupted run in the output directory from its manifest (any rank count)");
+    f("item_bytes", item_bytes, "uncompressed inputs larger than this are split into line-aligned ranges of about this many bytes, the unit of work of a rank and of --resume");
   }
 };
 

@@ -7,7 +7,12 @@
 
 namespace ftune::data::format {
 
-constexpr int64_t kVersion = 1;  // bump on any incompatible layout change
+// 2: sets written by `ftune data tokenize` in work items (shard-IIIIII-PPPP.h5, a shard closes
+// at the end of each item, manifest.json beside the shards). Version 1 sets read unchanged.
+constexpr int64_t kVersion = 2;  // bump on any incompatible layout change
+constexpr int64_t kMinReadVersion = 1;  // the oldest version readers still accept
+inline bool version_readable(int64_t v) { return v >= kMinReadVersion && v <= kVersion; }
+std::string version_refusal(int64_t v);  // "format version 7, this ftune reads 1..2"
 
 // Datasets at the root of every shard file.
 constexpr const char* kTokens = "tokens";            // 1-D uint16 or uint32 [tokens]
@@ -41,6 +46,10 @@ inline bool tokens_fit_uint16(int64_t vocab_size) { return vocab_size <= kMaxUin
 
 // "shard-00003.h5"; finished shards only ever carry this name.
 std::string shard_file_name(int64_t index);
+// "shard-000017-0002.h5": piece 2 of work item 17 (data tokenize); sorts in the set's order.
+std::string item_shard_file_name(int64_t item, int64_t piece);
+// The item of a name item_shard_file_name() made; -1 for any other name.
+int64_t item_of_shard_file_name(const std::string& name);
 // ".shard-00003.h5.tmp": hidden and with another suffix, so no glob for shards matches it.
 std::string temp_file_name(const std::string& final_name);
 bool is_shard_file_name(const std::string& name);

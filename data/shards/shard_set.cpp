@@ -33,10 +33,7 @@ std::string token_dtype_of(hid_t dataset) {
 
 void read_attributes(hid_t root, ShardMeta& m) {
   m.format_version = h5::read_attr_int(root, format::kAttrFormatVersion);
-  if (m.format_version != format::kVersion) {
-    throw Error("format version " + std::to_string(m.format_version) + ", this ftune reads " +
-                std::to_string(format::kVersion));
-  }
+  if (!format::version_readable(m.format_version)) throw Error(format::version_refusal(m.format_version));
   m.tokenizer_hash = h5::read_attr_string(root, format::kAttrTokenizerHash);
   m.vocab_size = h5::read_attr_int(root, format::kAttrVocabSize);
   if (m.vocab_size <= 0 || m.vocab_size > (int64_t{1} << 31)) {  // ids are handed out as int32
@@ -180,9 +177,8 @@ std::shared_ptr<const ShardSet> ShardSet::open(const std::string& dir,
   impl->index = ShardIndex::read(dir);
   const ShardIndex& ix = impl->index;
   std::string index_path = dir + "/" + format::kIndexFile;
-  if (ix.format_version != format::kVersion) {
-    throw Error(index_path + ": format version " + std::to_string(ix.format_version) +
-                ", this ftune reads " + std::to_string(format::kVersion));
+  if (!format::version_readable(ix.format_version)) {
+    throw Error(index_path + ": " + format::version_refusal(ix.format_version));
   }
   std::string want_hash = expected_tokenizer_hash.value_or(ix.tokenizer_hash);
   std::string want_source = expected_tokenizer_hash ? "the run's tokenizer" : "index.json's tokenizer";

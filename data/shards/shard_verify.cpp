@@ -59,9 +59,8 @@ void check_index_totals(const ShardIndex& ix, const std::string& index_path, Ver
   if (docs != ix.documents || tokens != ix.tokens || masked != ix.masked_tokens) {
     r.problems.push_back(index_path + ": totals (documents, tokens, masked) differ from the sums over its shards");
   }
-  if (ix.format_version != format::kVersion) {
-    r.problems.push_back(index_path + ": format version " + std::to_string(ix.format_version) +
-                         ", this ftune reads " + std::to_string(format::kVersion));
+  if (!format::version_readable(ix.format_version)) {
+    r.problems.push_back(index_path + ": " + format::version_refusal(ix.format_version));
   }
 }
 

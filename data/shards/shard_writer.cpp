@@ -57,9 +57,9 @@ void append(hid_t dataset, hid_t mem_type, int64_t old_size, const void* data, s
 // One shard being written under its temporary name.
 class OpenShard {
  public:
-  OpenShard(const std::string& dir, int64_t index, const ShardSetInfo& info)
-      : final_path_(dir + "/" + format::shard_file_name(index)),
-        temp_path_(dir + "/" + format::temp_file_name(format::shard_file_name(index))),
+  OpenShard(const std::string& dir, const std::string& name, const ShardSetInfo& info)
+      : final_path_(dir + "/" + name),
+        temp_path_(dir + "/" + format::temp_file_name(name)),
         info_(info) {
     std::lock_guard<std::mutex> lock(h5::mutex());
     file_ = h5::create_truncate(temp_path_);
@@ -171,6 +171,7 @@ struct ShardSetWriter::Impl {
   ShardSetStats stats;
   std::vector<ShardIndexEntry> entries;
   std::unique_ptr<OpenShard> current;
+  ShardSetWriter::ShardNamer name = format::shard_file_name;
   bool finished = false;
 
   void close_current() {
@@ -218,6 +219,15 @@ ShardSetWriter::ShardSetWriter(const std::string& dir, ShardSetInfo info, int64_
   impl_->tokens_per_shard = tokens_per_shard;
 }
 
+ShardSetWriter::ShardSetWriter(const std::string& dir, ShardSetInfo info, int64_t tokens_per_shard, ShardNamer name)
+    : impl_(std::make_unique<Impl>()) {
+  validate_info(info, tokens_per_shard);
+  impl_->dir = dir;
+  impl_->info = std::move(info);
+  impl_->tokens_per_shard = tokens_per_shard;
+  impl_->name = std::move(name);
+}
+
 ShardSetWriter::~ShardSetWriter() = default;  // an unfinished OpenShard removes its temp file
 
 void ShardSetWriter::add_document(const int32_t* ids, size_t n, const uint8_t* mask) {
@@ -238,7 +248,7 @@ void ShardSetWriter::add_document(const int32_t* ids, size_t n, const uint8_t* m
     throw Error("shard writer: a loss mask was given but the set was created without one");
   }
   if (!im.current) {
-    im.current = std::make_unique<OpenShard>(im.dir, static_cast<int64_t>(im.entries.size()), im.info);
+    im.current = std::make_unique<OpenShard>(im.dir, im.name(static_cast<int64_t>(im.entries.size())), im.info);
   }
   int64_t masked_before = im.current->masked();
   im.current->add(ids, n, mask);
@@ -249,26 +259,47 @@ void ShardSetWriter::add_document(const int32_t* ids, size_t n, const uint8_t* m
   if (im.current->tokens() >= im.tokens_per_shard) im.close_current();
 }
 
+ShardIndex make_shard_index(const ShardSetInfo& info, const std::vector<ShardIndexEntry>& shards) {
+  ShardIndex ix;
+  ix.format_version = format::kVersion;
+  ix.tokenizer_hash = info.tokenizer_hash;
+  ix.vocab_size = info.vocab_size;
+  ix.bos_id = info.bos_id;
+  ix.eos_id = info.eos_id;
+  ix.token_dtype = format::tokens_fit_uint16(info.vocab_size) ? "uint16" : "uint32";
+  ix.has_loss_mask = info.with_loss_mask;
+  ix.tool_version = info.tool_version;
+  for (const auto& e : shards) {
+    ix.documents += e.documents;
+    ix.tokens += e.tokens;
+    ix.masked_tokens += e.masked_tokens;
+  }
+  ix.shards = shards;
+  return ix;
+}
+
 ShardSetStats ShardSetWriter::finish() {
   Impl& im = *impl_;
   if (im.finished) return im.stats;
   im.close_current();
-  ShardIndex ix;
-  ix.format_version = format::kVersion;
-  ix.tokenizer_hash = im.info.tokenizer_hash;
-  ix.vocab_size = im.info.vocab_size;
-  ix.bos_id = im.info.bos_id;
-  ix.eos_id = im.info.eos_id;
-  ix.token_dtype = format::tokens_fit_uint16(im.info.vocab_size) ? "uint16" : "uint32";
-  ix.has_loss_mask = im.info.with_loss_mask;
-  ix.tool_version = im.info.tool_version;
-  ix.documents = im.stats.documents;
-  ix.tokens = im.stats.tokens;
-  ix.masked_tokens = im.stats.masked_tokens;
-  ix.shards = im.entries;
-  ix.write(im.dir);  // last: its presence marks the set complete
+  make_shard_index(im.info, im.entries).write(im.dir);  // last: its presence marks the set complete
   im.finished = true;
   return im.stats;
+}
+
+std::vector<ShardIndexEntry> ShardSetWriter::close_part() {
+  Impl& im = *impl_;
+  if (!im.finished) im.close_current();
+  im.finished = true;
+  return im.entries;
+}
+
+void ShardSetWriter::discard_part() {
+  Impl& im = *impl_;
+  im.current.reset();  // removes its temporary file
+  for (const auto& e : im.entries) std::remove((im.dir + "/" + e.file).c_str());
+  im.entries.clear();
+  im.finished = true;
 }
 
 const ShardSetStats& ShardSetWriter::stats() const { return impl_->stats; }

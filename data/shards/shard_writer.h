@@ -5,9 +5,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "data/shards/shard_index.h"
 
 namespace ftune::data {
 
@@ -32,11 +35,20 @@ struct ShardSetStats {
 class ShardSetWriter {
  public:
   ShardSetWriter(const std::string& dir, ShardSetInfo info, int64_t tokens_per_shard);
-  ~ShardSetWriter();  // without finish(): removes the temporary shard, keeps finished ones
+  // One part of a set (a work item of `ftune data tokenize`): shards are named name(0),
+  // name(1), ...; the directory is neither checked nor cleared and no index is written: the
+  // caller collects close_part()'s entries and writes the index once every part is done.
+  using ShardNamer = std::function<std::string(int64_t piece)>;
+  ShardSetWriter(const std::string& dir, ShardSetInfo info, int64_t tokens_per_shard, ShardNamer name);
+  ~ShardSetWriter();  // without finish()/close_part(): removes the temporary shard, keeps finished ones
 
   // `mask` is null (all tokens trained on) or has n entries of 0/1.
   void add_document(const int32_t* ids, size_t n, const uint8_t* mask);
   ShardSetStats finish();
+  // Closes the last shard of a part and returns the part's shards in order.
+  std::vector<ShardIndexEntry> close_part();
+  // Removes the temporary shard and the shards this writer finished (an abandoned part).
+  void discard_part();
   const ShardSetStats& stats() const;
 
   struct Impl;
@@ -44,5 +56,8 @@ class ShardSetWriter {
  private:
   std::unique_ptr<Impl> impl_;
 };
+
+// index.json's contents for a set of shards (in order) written with `info`.
+ShardIndex make_shard_index(const ShardSetInfo& info, const std::vector<ShardIndexEntry>& shards);
 
 }  // namespace ftune::data

@@ -38,6 +38,16 @@ void poke(const std::string& file, const char* dataset, hsize_t index, T value, 
   H5Fclose(f);
 }
 
+// Rewrites the int64 attribute `name` of a shard's root group, as an older writer left it.
+void set_int_attr(const std::string& file, const char* name, int64_t value) {
+  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  ASSERT_GE(f, 0);
+  hid_t a = H5Aopen(f, name, H5P_DEFAULT);
+  EXPECT_GE(H5Awrite(a, H5T_NATIVE_INT64, &value), 0);
+  H5Aclose(a);
+  H5Fclose(f);
+}
+
 class ShardCli : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -142,6 +152,37 @@ TEST_F(ShardCli, InspectRefusesATokenizerWithAnotherHash) {
   expect_contains(r.output, "tokenizer " + tok_path + " has hash " + data::Tokenizer::load(tok_path)->hash());
   expect_contains(r.output, "was made with tokenizer hash h-test");
   EXPECT_EQ(r.output.find("[data] shard set"), std::string::npos) << "refused before the summary:\n" << r.output;
+}
+
+}  // namespace
+}  // namespace ftune::test
+
+namespace ftune::test {
+namespace {
+
+// Format version 2 changed how the data tool names and closes shards, not what a reader
+// reads: a version 1 set still inspects and verifies; a version from the future is refused.
+TEST_F(ShardCli, AVersion1SetStillReadsAndANewerOneIsRefused) {
+  auto set_version = [&](int64_t v) {
+    for (const auto& e : fs::directory_iterator(dir())) {
+      if (data::format::is_shard_file_name(e.path().filename().string())) set_int_attr(e.path().string(), "format_version", v);
+    }
+    std::string index = read_file(dir() + "/index.json");
+    auto at = index.find("\"format_version\": ");
+    ASSERT_NE(at, std::string::npos) << index;
+    index.replace(at, index.find(',', at) - at, "\"format_version\": " + std::to_string(v));
+    write_file(dir() + "/index.json", index);
+  };
+  set_version(1);
+  auto r = run_ftune("data verify " + shell_quote(dir()) + " 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = run_ftune("data inspect " + shell_quote(dir()) + " 2>&1");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  expect_contains(r.output, "format version   1");
+  set_version(3);
+  r = run_ftune("data verify " + shell_quote(dir()) + " 2>&1");
+  EXPECT_NE(r.exit_code, 0);
+  expect_contains(r.output, "format version 3, this ftune reads 1..2");
 }
 
 }  // namespace

@@ -307,8 +307,8 @@ TEST_F(TokenizeE2E, EachBadRecordFailsTheRunUnderFail) {
   }
 }
 
-// SIGINT once the first shard is on disk: the run stops with an error, finished shards stay
-// and no index.json marks the partial set complete.
+// SIGINT once the first work item is finished: the run stops with an error that names
+// --resume, the finished item's shards stay and no index.json marks the partial set complete.
 TEST_F(TokenizeE2E, InterruptKeepsFinishedShards) {
   std::string line = "{\"text\": \"" + std::string(40, 'a') + " the quick brown fox jumps over the lazy dog\"}\n", text;
   for (int i = 0; i < 100000; ++i) text += line;
@@ -316,12 +316,13 @@ TEST_F(TokenizeE2E, InterruptKeepsFinishedShards) {
   std::string out = dir_.file("out");
   auto r = run_shell("rm -rf " + out + "; " + ftune_binary() + " data tokenize --inputs " + dir_.file("big.jsonl") +
                      " --output " + out + " --tokenizer " + tok("llama3") +
-                     " --threads 1 --tokens-per-shard 20000 > " + dir_.file("log") + " 2>&1 & pid=$!; "
-                     "for i in $(seq 600); do [ -e " + out + "/shard-00000.h5 ] && break; sleep 0.05; done; "
+                     " --threads 1 --tokens-per-shard 20000 --item-bytes 400000 > " + dir_.file("log") + " 2>&1 & pid=$!; "
+                     "for i in $(seq 600); do [ -e " + out + "/manifest/item-000000.json ] && break; sleep 0.05; done; "
                      "kill -INT $pid; wait $pid; echo rc=$?; cat " + dir_.file("log"));
   EXPECT_NE(r.output.find("interrupted by signal 2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rerun with --resume"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("rc=0"), std::string::npos) << r.output;
-  EXPECT_EQ(run_shell("test -e " + out + "/shard-00000.h5").exit_code, 0);
+  EXPECT_EQ(run_shell("test -e " + out + "/shard-000000-0000.h5").exit_code, 0);
   EXPECT_NE(run_shell("test -e " + out + "/index.json").exit_code, 0);
   EXPECT_EQ(run_shell("ls -a " + out + " | grep -c tmp").output, "0\n");
 }

@@ -32,7 +32,7 @@ def as_str(v):
 def check_shard(path, exp, index_entry):
     with h5py.File(path, "r") as f:
         a = f.attrs
-        expect(int(a["format_version"]) == 1, f"{path}: format_version {a['format_version']}")
+        expect(int(a["format_version"]) == 2, f"{path}: format_version {a['format_version']}")
         expect(as_str(a["tokenizer_hash"]) == exp["tokenizer_hash"], f"{path}: tokenizer_hash")
         for key in ("vocab_size", "bos_id", "eos_id"):
             expect(int(a[key]) == exp[key], f"{path}: {key} {a[key]} != {exp[key]}")
@@ -75,7 +75,7 @@ def main():
     shard_dir, exp_path = sys.argv[1], sys.argv[2]
     exp = json.load(open(exp_path))
     index = json.load(open(os.path.join(shard_dir, "index.json")))
-    expect(index["kind"] == "ftune-token-shards" and index["format_version"] == 1, "index kind/version")
+    expect(index["kind"] == "ftune-token-shards" and index["format_version"] == 2, "index kind/version")
     expect(index["tokenizer_hash"] == exp["tokenizer_hash"], "index tokenizer_hash")
     docs, masks = [], []
     for entry in index["shards"]:

@@ -148,7 +148,7 @@ TEST_F(TrainE2E, BadSettingsAreNamedBeforeAnyWork) {
                 shell_quote(tmp_.file("shards")) + " --seq-len 64");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("tokenizer"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("shard-00000.h5"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("shard-000000-0000.h5"), std::string::npos) << r.output;
 }
 
 }  // namespace
