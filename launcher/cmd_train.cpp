@@ -6,6 +6,7 @@
 #include "launcher/commands.h"
 #include "launcher/torch_loader.h"
 #include "runtime/tasks.h"
+#include "runtime/train/preemption.h"
 #include "runtime/train/train_config.h"
 
 namespace ftune {
@@ -29,6 +30,7 @@ void register_train_command(CLI::App& root, cli::CommandSet& commands) {
   cli::add_section(cmd.app, cmd.sections, "schedule", cfg->schedule);
   cli::SectionList* sections = &cmd.sections;
   cmd.run = [cfg, sections] {
+    train::defer_stop_signals();  // until the trainer's handlers are in (runtime/train/preemption.h)
     cfg->resolved_toml = sections->dump_toml();
     return torch_api().run_train(*cfg);
   };

@@ -14,5 +14,7 @@ void register_generate_command(CLI::App& root, cli::CommandSet& commands);   // 
 void register_data_commands(CLI::App& root, cli::CommandSet& commands);      // cmd_data.cpp
 void register_train_command(CLI::App& root, cli::CommandSet& commands);      // cmd_train.cpp
 void register_merge_command(CLI::App& root, cli::CommandSet& commands);      // cmd_train.cpp
+void register_launch_command(CLI::App& root, cli::CommandSet& commands);     // cmd_launch.cpp
+void register_slurm_commands(CLI::App& root, cli::CommandSet& commands);     // cmd_slurm.cpp
 
 }  // namespace ftune

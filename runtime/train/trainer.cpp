@@ -24,6 +24,8 @@
 #include "runtime/shard_model.h"
 #include "runtime/train/checkpoint.h"
 #include "runtime/train/metrics.h"
+#include "runtime/train/preemption.h"
+#include "runtime/train/startup_checks.h"
 #include "runtime/comm/tensor_ops.h"
 
 namespace ftune::train {
@@ -36,6 +38,7 @@ struct Rank {
   comm::World world;
   std::unique_ptr<comm::Communicator> comm;
   at::Device device{at::kCPU};
+  comm::GpuBinding gpu;  // none on CPU
   bool root() const { return world.rank == 0; }
 };
 
@@ -50,11 +53,8 @@ Rank setup_rank(const TrainConfig& cfg) {
   std::string backend = "auto";
   if (cfg.model.device.rfind("cuda", 0) == 0) {
     const int gpus = at::hasCUDA() ? int(at::detail::getCUDAHooks().deviceCount()) : 0;
-    if (r.world.local_rank >= gpus)
-      throw Error("model.device = " + cfg.model.device + ": local rank " + std::to_string(r.world.local_rank) +
-                  " needs GPU " + std::to_string(r.world.local_rank) + " but " + r.world.host + " shows " +
-                  std::to_string(gpus) + "; start one rank per GPU");
-    r.device = at::Device(at::kCUDA, int8_t(r.world.local_rank));
+    r.gpu = comm::bind_gpu(r.world, gpus, std::getenv("CUDA_VISIBLE_DEVICES"));
+    r.device = at::Device(at::kCUDA, int8_t(r.gpu.device));
     c10::cuda::set_device(r.device.index());
     backend = "nccl";
   } else if (cfg.model.device != "cpu") {
@@ -63,6 +63,7 @@ Rank setup_rank(const TrainConfig& cfg) {
   r.comm = comm::make_communicator(backend, r.world, comm::Timeouts{});
   if (r.device.is_cuda()) r.comm->set_compute_stream(c10::cuda::getCurrentCUDAStream().stream());
   comm::print_placement(r.world, *r.comm);
+  run_startup_checks(cfg, r.world, *r.comm, r.gpu);
   return r;
 }
 
@@ -426,13 +427,19 @@ int train(const TrainConfig& cfg) {
     if (eval && cfg.train.eval_every > 0 && state.step % cfg.train.eval_every == 0 && !last)
       log_eval(log, evaluate(cfg, run, rank), state.step, rank.root());
     const bool stop = cfg.train.stop_after > 0 && run_steps >= cfg.train.stop_after && !last;
-    if (last || stop || (cfg.train.checkpoint_every > 0 && state.step % cfg.train.checkpoint_every == 0))
+    const bool preempted = !last && stop_agreed(*rank.comm);
+    if (last || stop || preempted || (cfg.train.checkpoint_every > 0 && state.step % cfg.train.checkpoint_every == 0))
       save();
     if (stop) {
       if (rank.root())
         std::fprintf(stderr, "[train] stopping after %lld steps (train.stop_after); resume with the same command\n",
                      (long long)run_steps);
       return 0;
+    }
+    if (preempted) {
+      if (rank.root()) std::fprintf(stderr, "[train] stopping on a signal at step %lld; resume with the same command\n",
+                                    (long long)state.step);
+      return kExitRequeue;
     }
   }
   if (eval && run_steps > 0) log_eval(log, evaluate(cfg, run, rank), cfg.train.steps, rank.root());
@@ -441,6 +448,7 @@ int train(const TrainConfig& cfg) {
   if (cfg.method.name == "full") export_full(cfg, run, rank, final_dir);
   else export_lora(cfg, run, rank, final_dir);
   rank.comm->barrier();
+  if (rank.root()) write_completion_marker(cfg.train.out, state.step);
   if (rank.root()) std::fprintf(stderr, "[train] wrote %s\n", final_dir.c_str());
   return 0;
 }
@@ -448,6 +456,7 @@ int train(const TrainConfig& cfg) {
 }  // namespace
 
 int run_train(const TrainConfig& cfg) {
+  install_stop_signals();
   return comm::run_or_abort([&] { return train(cfg); });
 }
 

@@ -1,0 +1,23 @@
+// Runs the launcher (mpirun or srun) as a child and stands in front of it: the signals this
+// process gets go to the child once each, and its exit code is returned.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace ftune::launch {
+
+// Runs argv[0] from PATH with argv; returns its exit code, or 128 + the signal that ended it.
+// SIGINT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 are forwarded (mpirun passes SIGUSR1/2 on to the
+// ranks). The child runs in its own process group, so a terminal's Ctrl-C reaches it once,
+// through us, and it gets SIGTERM should this process die first. Throws ftune::Error when
+// argv[0] cannot be started (naming it and PATH).
+int run_forwarding_signals(const std::vector<std::string>& argv);
+
+// The NAME=value entries of this process's environment.
+std::vector<std::string> current_environ();
+
+// The path of the running executable (/proc/self/exe).
+std::string self_executable();
+
+}  // namespace ftune::launch

@@ -1,0 +1,70 @@
+#include "runtime/train/preemption.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include "common/error.h"
+
+namespace ftune::train {
+namespace {
+
+std::atomic<int> g_signal{0};
+
+void on_stop_signal(int sig) {
+  // The second SIGTERM means "now": the default action, without a checkpoint.
+  if (g_signal.load() != 0 && sig == SIGTERM) {
+    std::signal(SIGTERM, SIG_DFL);
+    raise(SIGTERM);
+    return;
+  }
+  g_signal.store(sig);
+  const char msg[] = "[train] stop signal received: checkpoint at the next step boundary\n";
+  [[maybe_unused]] ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);
+}
+
+// Test hook (tests/slurm): seconds each step boundary waits, so that a tiny run lasts until
+// Slurm's time-limit signal arrives (Slurm checks limits only every 30 s).
+double test_step_sleep_s() {
+  const char* v = std::getenv("FTUNE_TEST_STEP_SLEEP_S");
+  return v ? std::atof(v) : 0.0;
+}
+
+}  // namespace
+
+void install_stop_signals() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;  // a signal must not fail a read or an MPI poll with EINTR
+  sigaction(SIGUSR1, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+}
+
+int stop_signal() { return g_signal.load(); }
+
+bool stop_agreed(comm::Communicator& comm) {
+  if (const double s = test_step_sleep_s(); s > 0)
+    std::this_thread::sleep_for(std::chrono::duration<double>(s));
+  int32_t any = g_signal.load() != 0 ? 1 : 0;
+  comm.all_reduce(&any, &any, 1, comm::DType::i32, comm::ReduceOp::max);
+  return any != 0;
+}
+
+void write_completion_marker(const std::string& out_dir, int64_t step) {
+  const std::string path = out_dir + "/" + kCompleteFile;
+  std::ofstream out(path);
+  out << "step " << step << "\n";
+  if (!out) throw Error("cannot write " + path);
+}
+
+}  // namespace ftune::train
