@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "launcher/commands.h"
+#include "launcher/slurm/sbatch_script.h"
 #include "launcher/torch_loader.h"
 #include "runtime/tasks.h"
 #include "runtime/train/preemption.h"
@@ -11,10 +12,7 @@
 
 namespace ftune {
 
-void register_train_command(CLI::App& root, cli::CommandSet& commands) {
-  auto cfg = std::make_shared<train::TrainConfig>();
-  cli::Command& cmd = commands.add(&root, "train", "fine-tune a model: full (sharded) or LoRA; "
-                                                    "one process per GPU under mpirun/srun");
+void add_train_sections(cli::Command& cmd, train::TrainConfig* cfg) {
   // Short forms for hand-typed runs and scripts: `--model DIR --data DIR --steps 100 ...`.
   const auto no = cli::ShortFlags::no;
   cli::add_section(cmd.app, cmd.sections, "model", cfg->model, no,
@@ -28,8 +26,18 @@ void register_train_command(CLI::App& root, cli::CommandSet& commands) {
                     {"seed", "seed"}, {"resume", "resume"}});
   cli::add_section(cmd.app, cmd.sections, "optim", cfg->optim, no, {{"lr", "lr"}});
   cli::add_section(cmd.app, cmd.sections, "schedule", cfg->schedule);
+}
+
+void register_train_command(CLI::App& root, cli::CommandSet& commands) {
+  auto cfg = std::make_shared<train::TrainConfig>();
+  cli::Command& cmd = commands.add(&root, "train", "fine-tune a model: full (sharded) or LoRA; "
+                                                    "one process per GPU under mpirun/srun");
+  add_train_sections(cmd, cfg.get());
+  // One run.toml serves `ftune slurm submit` and the ranks: [slurm] is accepted and unused here.
+  auto slurm_cfg = std::make_shared<slurm::SlurmSection>();
+  cli::add_section(cmd.app, cmd.sections, "slurm", *slurm_cfg);
   cli::SectionList* sections = &cmd.sections;
-  cmd.run = [cfg, sections] {
+  cmd.run = [cfg, sections, slurm_cfg] {
     train::defer_stop_signals();  // until the trainer's handlers are in (runtime/train/preemption.h)
     cfg->resolved_toml = sections->dump_toml();
     return torch_api().run_train(*cfg);

@@ -2,6 +2,7 @@
 // process gets go to the child once each, and its exit code is returned.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -19,5 +20,17 @@ std::vector<std::string> current_environ();
 
 // The path of the running executable (/proc/self/exe).
 std::string self_executable();
+
+}  // namespace ftune::launch
+
+namespace ftune::launch {
+
+// Runs argv (argv[0] from PATH) with stdout and stderr read line by line into on_line; returns
+// the exit code (128 + signal). Throws ftune::Error when argv[0] cannot be started.
+int run_reading_lines(const std::vector<std::string>& argv,
+                      const std::function<void(const std::string&)>& on_line);
+
+// The path of `name` in a PATH directory, or "" when none has it.
+std::string find_on_path(const std::string& name);
 
 }  // namespace ftune::launch
