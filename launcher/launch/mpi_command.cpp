@@ -112,9 +112,6 @@ std::vector<std::string> mpirun_part(const LaunchOptions& o, const std::vector<H
 }
 
 std::vector<std::string> srun_part(const LaunchOptions& o, int np) {
-  if (!o.hosts.empty() || !o.hostfile.empty())
-    throw Error("ftune launch: --hosts/--hostfile do not apply inside a Slurm allocation (srun places "
-                "the ranks on its nodes); drop them, or give --launcher mpirun");
   // srun exports the whole environment to every node; a rank that fails ends the step.
   std::vector<std::string> argv = {"srun", "--mpi=pmix", "--export=ALL", "--kill-on-bad-exit=1",
                                    "--ntasks=" + std::to_string(np)};
@@ -185,6 +182,9 @@ std::vector<std::string> build_command(const LaunchOptions& o, const std::string
                                        const std::string& ftune_exe, bool command_is_ftune) {
   if (o.command.empty())
     throw Error("ftune launch: no command; give it after --, e.g. ftune launch -n 2 -- train --config run.toml");
+  if (launcher == "srun" && (!o.hosts.empty() || !o.hostfile.empty()))
+    throw Error("ftune launch: --hosts/--hostfile do not apply inside a Slurm allocation (srun places "
+                "the ranks on its nodes); drop them, or give --launcher mpirun");
   const std::vector<Host> hosts = hosts_of(o);
   const int np = rank_count(o, hosts);
   std::vector<std::string> argv = launcher == "srun" ? srun_part(o, np) : mpirun_part(o, hosts, np, environ);

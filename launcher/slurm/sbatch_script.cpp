@@ -1,5 +1,6 @@
 #include "launcher/slurm/sbatch_script.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -120,7 +121,7 @@ std::string render_script(const SlurmSection& s, const ScriptInputs& in) {
   for (const auto& a : s.srun_args) srun += " " + quoted(a);
   const int64_t tasks = s.gpus_per_node > 0 ? s.gpus_per_node : s.ntasks_per_node;
   const std::map<std::string, std::string> vars = {
-      {"job_name", s.job_name}, {"nodes", std::to_string(s.nodes)},
+      {"job_name", s.job_name.empty() ? "ftune-" + std::filesystem::path(in.run_dir).filename().string() : s.job_name}, {"nodes", std::to_string(s.nodes)},
       {"ntasks_per_node", std::to_string(tasks)}, {"resource_lines", resource_lines(s)},
       {"time", s.time}, {"signal_lead_s", std::to_string(s.signal_lead_s)},
       {"workdir", in.workdir}, {"run_dir", in.run_dir}, {"ftune", quoted(in.ftune)},

@@ -16,7 +16,7 @@ struct SlurmSection {
   int64_t cpus_per_task = 0;    // 0: Slurm's default
   std::string time;             // required: the job's time limit (minutes, or [D-]HH:MM:SS)
   std::string partition, account, qos, constraint, mem;
-  std::string job_name = "ftune";
+  std::string job_name;          // "" = ftune-<run directory name>
   int64_t signal_lead_s = 300;  // [s] before the limit: USR1 asks the ranks to checkpoint
   std::vector<std::string> env;          // NAME=value, exported in the script
   std::vector<std::string> sbatch_args;  // more #SBATCH lines ("--exclusive")
@@ -35,7 +35,7 @@ struct SlurmSection {
     f("qos", qos, "quality of service");
     f("constraint", constraint, "node features, e.g. h100");
     f("mem", mem, "memory per node, e.g. 0 (all) or 500G");
-    f("job_name", job_name, "the job's name in squeue");
+    f("job_name", job_name, "the job's name in squeue (empty: ftune-<name of train.out>)");
     f("signal_lead_s", signal_lead_s, "seconds before the time limit when the ranks are told to "
                                       "checkpoint (SIGUSR1) and the job is requeued");
     f("env", env, "NAME=value variables exported in the batch script (e.g. NCCL_IB_HCA=mlx5)");

@@ -81,6 +81,9 @@ std::string pad(std::string s, size_t width) {
 GpuBinding bind_gpu(const World& w, int device_count, const char* visible) {
   const std::vector<std::string> ids = visible ? split_list(visible, ',') : std::vector<std::string>{};
   const std::string shown = visible ? std::string(" (CUDA_VISIBLE_DEVICES=") + visible + ")" : "";
+  if (device_count <= 0)
+    throw Error("[comm] " + node_name(w) + " shows no GPU" + shown + " for its " + std::to_string(w.local_size) +
+                " local rank(s): run on GPU nodes, or set model.device = cpu");
   if (w.local_size > device_count)
     throw Error("[comm] " + node_name(w) + " has " + std::to_string(w.local_size) +
                 " local ranks but " + std::to_string(device_count) + " GPU(s)" + shown +

@@ -77,6 +77,7 @@ SlurmdParameters=config_overrides
 ReturnToService=2
 KillWait=5
 MinJobAge=600
+EnforcePartLimits=ALL
 InactiveLimit=0
 SlurmctldTimeout=30
 SlurmdTimeout=30
