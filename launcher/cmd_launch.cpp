@@ -8,6 +8,7 @@
 #include "launcher/commands.h"
 #include "launcher/launch/mpi_command.h"
 #include "launcher/launch/process.h"
+#include "runtime/train/preemption.h"
 
 namespace ftune {
 
@@ -39,7 +40,11 @@ void register_launch_command(CLI::App& root, cli::CommandSet& commands) {
     std::cout << "[launch] " << launch::shell_join(argv) << std::endl;
     if (*dry_run) return 0;
     const int rc = launch::run_forwarding_signals(argv);
-    if (rc != 0) std::cerr << "[launch] the job ended with exit code " << rc << " (" << launcher << ")\n";
+    if (rc == train::kExitRequeue)
+      std::cerr << "[launch] the ranks checkpointed on a signal (exit code " << rc << "); run the same "
+                   "command to resume\n";
+    else if (rc != 0)
+      std::cerr << "[launch] the job ended with exit code " << rc << " (" << launcher << ")\n";
     return rc;
   };
 }

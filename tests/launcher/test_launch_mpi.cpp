@@ -78,6 +78,29 @@ TEST_F(LaunchMpi, AKilledRankEndsTheJob) {
   EXPECT_FALSE(std::filesystem::exists(tmp_.file("run/final")));
 }
 
+// SIGUSR1 to `ftune launch` reaches every rank through mpirun: they agree at the next step,
+// checkpoint and exit 85; the same command resumes, and metrics.jsonl has every step once.
+TEST_F(LaunchMpi, ASignalCheckpointsAndTheSameCommandResumes) {
+  const std::string out = tmp_.file("run");
+  const std::string cmd = std::string(kEnv) + shell_quote(ftune_binary()) + " launch -n 2 -- " +
+                          tiny_train_args(tmp_, out, 12);
+  auto r = run_shell("exec 2>&1; FTUNE_TEST_STEP_SLEEP_S=0.3 " + cmd + " & pid=$!; until grep -qs '\"step\":2,' " +
+                     shell_quote(out + "/metrics.jsonl") + "; do sleep 0.1; done; kill -USR1 $pid; wait $pid; "
+                     "echo \"rc=$?\"");
+  EXPECT_NE(r.output.find("rc=85"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[train] stopping on a signal at step"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("run the same command to resume"), std::string::npos) << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out + "/COMPLETE"));
+  auto again = run_shell(cmd);
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_NE(again.output.find("[train] resumed from"), std::string::npos) << again.output;
+  std::map<int64_t, int> count;
+  auto losses = metrics_losses(out, &count);
+  EXPECT_EQ(losses.size(), 12u);
+  for (const auto& [step, n] : count) EXPECT_EQ(n, 1) << "step " << step;
+  EXPECT_TRUE(std::filesystem::exists(out + "/COMPLETE"));
+}
+
 TEST(Launch, DryRunPrintsTheCommandOnly) {
   TempDir dir;
   auto r = run_shell("env -i PATH=\"$PATH\" NCCL_DEBUG=INFO " + shell_quote(ftune_binary()) +
