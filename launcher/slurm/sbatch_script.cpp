@@ -55,7 +55,36 @@ std::string read_template(const std::string& path) {
   return ss.str();
 }
 
+// Non-negative decimal numbers separated by ':', or none.
+std::optional<std::vector<int64_t>> numbers(const std::string& text) {
+  std::vector<int64_t> out;
+  std::istringstream in(text);
+  for (std::string part; std::getline(in, part, ':');) {
+    if (part.empty() || part.size() > 9 || part.find_first_not_of("0123456789") != std::string::npos)
+      return std::nullopt;
+    out.push_back(std::stoll(part));
+  }
+  if (out.empty() || text.back() == ':') return std::nullopt;
+  return out;
+}
+
 }  // namespace
+
+std::optional<int64_t> time_limit_s(const std::string& time) {
+  const size_t dash = time.find('-');
+  auto parts = numbers(dash == std::string::npos ? time : time.substr(dash + 1));
+  if (!parts || parts->size() > 3) return std::nullopt;
+  const auto& p = *parts;
+  if (dash != std::string::npos) {  // D-HH[:MM[:SS]]
+    auto days = numbers(time.substr(0, dash));
+    if (!days || days->size() != 1) return std::nullopt;
+    const int64_t mm = p.size() > 1 ? p[1] : 0, ss = p.size() > 2 ? p[2] : 0;
+    return (*days)[0] * 86400 + p[0] * 3600 + mm * 60 + ss;
+  }
+  if (p.size() == 1) return p[0] * 60;                           // MM
+  if (p.size() == 2) return p[0] * 60 + p[1];                    // MM:SS
+  return p[0] * 3600 + p[1] * 60 + p[2];                         // HH:MM:SS
+}
 
 void validate(const SlurmSection& s, const std::string& model_device) {
   if (s.time.empty())
@@ -74,6 +103,11 @@ void validate(const SlurmSection& s, const std::string& model_device) {
     throw Error("slurm.gpus_per_node = " + std::to_string(s.gpus_per_node) + " but model.device = " +
                 model_device + ": set --model.device cuda, or use --ntasks-per-node for a CPU run");
   if (s.signal_lead_s < 0) throw Error("slurm.signal_lead_s must be 0 or more");
+  // A lead as long as the limit signals every run at once: a requeue after each few steps.
+  if (auto limit = time_limit_s(s.time); limit && s.signal_lead_s >= *limit)
+    throw Error("slurm.signal_lead_s = " + std::to_string(s.signal_lead_s) + " is not shorter than slurm.time = " +
+                s.time + " (" + std::to_string(*limit) + " s): every run would be told to stop at once; lower "
+                "signal_lead_s (e.g. --signal-lead-s " + std::to_string(*limit / 10) + ") or raise the time limit");
   for (const auto& kv : s.env) {
     const size_t eq = kv.find('=');
     if (eq == 0 || eq == std::string::npos || kv.substr(0, eq).find_first_not_of(

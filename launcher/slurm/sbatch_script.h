@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,9 +53,13 @@ struct ScriptInputs {
   std::string ftune;    // absolute path of the ftune executable every node runs
 };
 
-// Rules that need no cluster: a time limit, nodes >= 1, one task per GPU, NAME=value entries,
-// a device that matches the resources. Throws ftune::Error naming the key.
+// Rules that need no cluster: a time limit longer than the signal lead, nodes >= 1, one task per
+// GPU, NAME=value entries, a device that matches the resources. Throws ftune::Error naming the key.
 void validate(const SlurmSection& s, const std::string& model_device);
+
+// A Slurm time limit in seconds: "MM", "MM:SS", "HH:MM:SS", "D-HH", "D-HH:MM", "D-HH:MM:SS";
+// none for other text (INFINITE, or a typo sbatch will refuse with its own message).
+std::optional<int64_t> time_limit_s(const std::string& time);
 
 // The built-in template (slurm/train.sbatch.in).
 const std::string& builtin_template();

@@ -144,6 +144,17 @@ TEST(Placement, TableAndDistinctGpus) {
             std::string::npos);
 }
 
+TEST(SbatchTemplate, TimeLimitsInSlurmsForms) {
+  EXPECT_EQ(slurm::time_limit_s("90"), 5400);
+  EXPECT_EQ(slurm::time_limit_s("1:30"), 90);
+  EXPECT_EQ(slurm::time_limit_s("24:00:00"), 86400);
+  EXPECT_EQ(slurm::time_limit_s("2-12"), 2 * 86400 + 12 * 3600);
+  EXPECT_EQ(slurm::time_limit_s("1-00:30"), 86400 + 1800);
+  EXPECT_EQ(slurm::time_limit_s("1-00:00:05"), 86405);
+  for (const char* bad : {"", "soon", "INFINITE", "1:2:3:4", "1:", "-5", "1-", "x-1"})
+    EXPECT_FALSE(slurm::time_limit_s(bad).has_value()) << bad;
+}
+
 TEST(SbatchTemplate, PlaceholdersAndRules) {
   EXPECT_EQ(slurm::render_template("a {{x}} b\n{{empty}}\nc{{x}}\n", {{"x", "1"}, {"empty", ""}}, "t"), "a 1 b\nc1\n");
   EXPECT_NE(error_of([] { slurm::render_template("ok\n#SBATCH --x={{nope}}\n", {}, "my.sbatch"); })
@@ -152,6 +163,10 @@ TEST(SbatchTemplate, PlaceholdersAndRules) {
   slurm::SlurmSection s;
   s.ntasks_per_node = 2;
   EXPECT_NE(error_of([&] { slurm::validate(s, "cpu"); }).find("slurm.time is required"), std::string::npos);
+  s.time = "5";
+  EXPECT_NE(error_of([&] { slurm::validate(s, "cpu"); })
+                .find("slurm.signal_lead_s = 300 is not shorter than slurm.time = 5 (300 s)"),
+            std::string::npos);
   s.time = "10";
   slurm::validate(s, "cpu");
   EXPECT_NE(error_of([&] { slurm::validate(s, "cuda"); }).find("no slurm.gpus_per_node"), std::string::npos);

@@ -144,7 +144,7 @@ TEST_F(LaunchMpi, RanksWhoseConfigsDifferAreRefusedBeforeTraining) {
 TEST(SlurmSubmit, SbatchMissingFromPathIsNamed) {
   TempDir dir;
   auto r = run_shell("PATH=/nonexistent " + shell_quote(ftune_binary()) +
-                     " slurm submit --nodes 1 --ntasks-per-node 2 --time 5 -- train --model m --data d --out " +
+                     " slurm submit --nodes 1 --ntasks-per-node 2 --time 10 -- train --model m --data d --out " +
                      shell_quote(dir.file("run")));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("sbatch is not on PATH (/nonexistent)"), std::string::npos) << r.output;

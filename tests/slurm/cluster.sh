@@ -13,6 +13,10 @@ set -euo pipefail
 cmd=${1:?usage: cluster.sh start|stop DIR [PORT]}
 dir=${2:?usage: cluster.sh start|stop DIR [PORT]}
 port=${3:-16817}  # slurmctld; the nodes take the next two
+case "$(basename "$dir")" in
+  ftune-slurm*) ;;
+  *) echo "cluster.sh: DIR must be named ftune-slurm* (it is removed on stop): $dir"; exit 2 ;;
+esac
 
 stop_pid_file() {
   local f=$1 pid

@@ -44,7 +44,8 @@ class Slurm : public ::testing::Test {
 
 TEST_F(Slurm, SubmitWaitTrainsLoraOnTwoRanksAndALateRequeueDoesNothing) {
   const std::string out = tmp_.file("run");
-  auto r = slurm("submit --nodes 1 --ntasks-per-node 2 --time 5 --wait -- " + tiny_train_args(tmp_, out, 4));
+  auto r = slurm("submit --nodes 1 --ntasks-per-node 2 --time 5 --signal-lead-s 60 --wait -- " +
+                 tiny_train_args(tmp_, out, 4));
   ASSERT_EQ(r.exit_code, 0) << r.output << read_file(out + "/slurm/job-" + job_id(r) + ".out");
   const std::string id = job_id(r);
   EXPECT_NE(r.output.find("[slurm] job " + id + " ended with exit code 0"), std::string::npos) << r.output;
@@ -78,8 +79,8 @@ TEST_F(Slurm, SubmitWaitTrainsLoraOnTwoRanksAndALateRequeueDoesNothing) {
 TEST_F(Slurm, TwoNodesOneRankEachTrainLoraAndThePlacementShowsBoth) {
   const std::string out = tmp_.file("run");
   // Shared memory between the fake nodes of one host crashes Open MPI: TCP only.
-  auto r = slurm("submit --nodes 2 --ntasks-per-node 1 --time 5 --env OMPI_MCA_btl=self,tcp --wait -- " +
-                 tiny_train_args(tmp_, out, 4));
+  auto r = slurm("submit --nodes 2 --ntasks-per-node 1 --time 5 --signal-lead-s 60 --env OMPI_MCA_btl=self,tcp "
+                 "--wait -- " + tiny_train_args(tmp_, out, 4));
   const std::string log = read_file(out + "/slurm/job-" + job_id(r) + ".out");
   ASSERT_EQ(r.exit_code, 0) << r.output << log;
   const size_t table = log.find("[comm] placement: 2 rank(s) on 2 node(s)");
@@ -89,7 +90,7 @@ TEST_F(Slurm, TwoNodesOneRankEachTrainLoraAndThePlacementShowsBoth) {
   EXPECT_TRUE(fs::exists(out + "/final/adapter_model.safetensors"));
 }
 
-// A 1-minute limit with the signal 60 s before it: Slurm sends USR1 at its first limit check
+// A 1-minute limit with the signal 59 s before it: Slurm sends USR1 at its first limit check
 // (every 30 s), the ranks checkpoint and exit 85, the job requeues itself and resumes, as many
 // times as it takes. Each step sleeps 1 s (FTUNE_TEST_STEP_SLEEP_S) so that the first run
 // outlasts a check. The metrics have every step once, and the losses are the uninterrupted run's.
@@ -101,7 +102,7 @@ TEST_F(Slurm, ATimeLimitCheckpointsRequeuesAndResumesToTheSameLosses) {
                      tiny_train_args(tmp_, ref, steps));
   ASSERT_EQ(u.exit_code, 0) << u.output;
   auto t0 = std::chrono::steady_clock::now();
-  auto r = slurm("submit --nodes 1 --ntasks-per-node 2 --time 1 --signal-lead-s 60 --wait -- " +
+  auto r = slurm("submit --nodes 1 --ntasks-per-node 2 --time 1 --signal-lead-s 59 --wait -- " +
                      tiny_train_args(tmp_, out, steps),
                  "FTUNE_TEST_STEP_SLEEP_S=1");
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -132,7 +133,7 @@ TEST_F(Slurm, ATimeLimitCheckpointsRequeuesAndResumesToTheSameLosses) {
 }
 
 TEST_F(Slurm, WhatSbatchRefusesIsShownWithItsMessage) {
-  const std::string args = " --wait -- " + tiny_train_args(tmp_, tmp_.file("run"), 2);
+  const std::string args = " --signal-lead-s 30 --wait -- " + tiny_train_args(tmp_, tmp_.file("run"), 2);
   auto r = slurm("submit --nodes 1 --ntasks-per-node 1 --time 5 --partition nosuch" + args);
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("sbatch refused the job"), std::string::npos) << r.output;
