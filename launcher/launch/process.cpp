@@ -22,9 +22,11 @@ namespace {
 std::atomic<pid_t> g_child{0};
 constexpr int kForwarded[] = {SIGINT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2};
 
-void forward(int sig) {
+// The child shares our process group, so a terminal's Ctrl-C (si_code SI_KERNEL) reaches it
+// directly; what was sent to us alone (kill, a scheduler) is passed on.
+void forward(int sig, siginfo_t* info, void*) {
   const pid_t child = g_child.load();
-  if (child > 0) kill(child, sig);
+  if (child > 0 && (info == nullptr || info->si_code != SI_KERNEL)) kill(child, sig);
 }
 
 }  // namespace
@@ -48,14 +50,15 @@ int run_forwarding_signals(const std::vector<std::string>& argv) {
   int report[2];  // the child's exec errno, if exec fails (close-on-exec: EOF when it succeeds)
   if (pipe2(report, O_CLOEXEC) != 0) throw Error(std::string("pipe: ") + std::strerror(errno));
   struct sigaction sa {};
-  sa.sa_handler = forward;
+  sa.sa_sigaction = forward;
   sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;
+  sa.sa_flags = SA_RESTART | SA_SIGINFO;
   for (int sig : kForwarded) sigaction(sig, &sa, nullptr);
   const pid_t pid = fork();
   if (pid < 0) throw Error(std::string("fork: ") + std::strerror(errno));
   if (pid == 0) {
-    setpgid(0, 0);
+    // Not a process group of its own: mpirun and srun read the terminal (stdin for rank 0),
+    // which a background group may not.
     prctl(PR_SET_PDEATHSIG, SIGTERM);
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;

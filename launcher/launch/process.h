@@ -9,9 +9,9 @@
 namespace ftune::launch {
 
 // Runs argv[0] from PATH with argv; returns its exit code, or 128 + the signal that ended it.
-// SIGINT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 are forwarded (mpirun passes SIGUSR1/2 on to the
-// ranks). The child runs in its own process group, so a terminal's Ctrl-C reaches it once,
-// through us, and it gets SIGTERM should this process die first. Throws ftune::Error when
+// SIGINT, SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 sent to this process are forwarded (mpirun passes
+// SIGUSR1/2 on to the ranks); a terminal's, which the child gets itself, is not. The child gets
+// SIGTERM should this process die first. Throws ftune::Error when
 // argv[0] cannot be started (naming it and PATH).
 int run_forwarding_signals(const std::vector<std::string>& argv);
 

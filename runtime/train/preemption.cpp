@@ -15,14 +15,10 @@ namespace {
 
 std::atomic<int> g_signal{0};
 
+// A repeat is the same request: Slurm signals a step's tasks itself and srun passes the same
+// signal on, so one preemption can arrive twice. SIGKILL (after Slurm's KillWait) is the hard stop.
 void on_stop_signal(int sig) {
-  // The second SIGTERM means "now": the default action, without a checkpoint.
-  if (g_signal.load() != 0 && sig == SIGTERM) {
-    std::signal(SIGTERM, SIG_DFL);
-    raise(SIGTERM);
-    return;
-  }
-  g_signal.store(sig);
+  if (g_signal.exchange(sig) != 0) return;
   const char msg[] = "[train] stop signal received: checkpoint at the next step boundary\n";
   [[maybe_unused]] ssize_t n = write(STDERR_FILENO, msg, sizeof msg - 1);
 }

@@ -2,8 +2,8 @@
 // script) or SIGTERM (preemption, scancel, the time limit) only sets a flag; at the next step
 // boundary every rank agrees with one small all-reduce, the run checkpoints and exits with
 // kExitRequeue, which the batch script (slurm/train.sbatch.in) turns into `scontrol requeue`;
-// the requeued job resumes with --train.resume auto. A second SIGTERM or SIGINT ends the
-// process at once. A run that finished writes OUT/COMPLETE, so a late requeue does nothing.
+// the requeued job resumes with --train.resume auto. Repeats change nothing (SIGINT still ends
+// the process at once). A run that finished writes OUT/COMPLETE, so a late requeue does nothing.
 #pragma once
 
 #include <csignal>

@@ -101,6 +101,27 @@ TEST_F(LaunchMpi, ASignalCheckpointsAndTheSameCommandResumes) {
   EXPECT_TRUE(std::filesystem::exists(out + "/COMPLETE"));
 }
 
+// SIGTERM to one rank alone (as a preemption might reach one node first): every rank agrees
+// at the next step boundary, the checkpoint is complete, and the job exits 85.
+TEST_F(LaunchMpi, ASigtermOnOneRankStopsEveryRank) {
+  const std::string out = tmp_.file("run");
+  auto r = run_shell("exec 2>&1; FTUNE_TEST_STEP_SLEEP_S=0.3 " + std::string(kEnv) + shell_quote(ftune_binary()) +
+                     " launch -n 2 -- " + tiny_train_args(tmp_, out, 12) + " & pid=$!; until grep -qs '\"step\":2,' " +
+                     shell_quote(out + "/metrics.jsonl") + "; do sleep 0.1; done; mpirun_pid=$(pgrep -P $pid); "
+                     "rank=$(pgrep -P $mpirun_pid | tail -n 1); kill -TERM $rank; wait $pid; echo \"rc=$?\"");
+  EXPECT_NE(r.output.find("rc=85"), std::string::npos) << r.output;
+  const size_t got = r.output.find("[train] stop signal received");
+  ASSERT_NE(got, std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("[train] stop signal received", got + 1), std::string::npos) << "one rank only:\n" << r.output;
+  const size_t at = r.output.find("[train] stopping on a signal at step ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const std::string step = r.output.substr(at + 37, r.output.find(';', at) - at - 37);
+  char name[32];
+  std::snprintf(name, sizeof name, "step-%06d", std::stoi(step));
+  EXPECT_TRUE(std::filesystem::exists(out + "/checkpoints/" + name + "/DONE")) << name << "\n" << r.output;
+  EXPECT_FALSE(std::filesystem::exists(out + "/final"));
+}
+
 TEST(Launch, DryRunPrintsTheCommandOnly) {
   TempDir dir;
   auto r = run_shell("env -i PATH=\"$PATH\" NCCL_DEBUG=INFO " + shell_quote(ftune_binary()) +
