@@ -66,11 +66,12 @@ TEST(Launch, TheExitCodeOfAFailingRankIsTheJobs) {
 // Rank 1 dies (SIGKILL) inside a checkpoint, while rank 0 waits in the save's barrier: the job
 // ends, non-zero, well within the collective timeouts, with a line naming the rank and host.
 TEST_F(LaunchMpi, AKilledRankEndsTheJob) {
-  double secs = 0;
+  auto t0 = std::chrono::steady_clock::now();
   auto r = run_shell(std::string(kEnv) + "FTUNE_FAULT_CHECKPOINT_STEP=2 " + shell_quote(ftune_binary()) +
                      " launch -n 2 -- " + tiny_train_args(tmp_, tmp_.file("run"), 4) + " --train.checkpoint_every 2");
-  (void)secs;
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_LT(secs, 60) << "the save phase's timeout is 1800 s: the job must end through mpirun\n" << r.output;
   EXPECT_NE(r.output.find("-x FTUNE_FAULT_CHECKPOINT_STEP"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("rank 1 with PID"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("exited on signal 9"), std::string::npos) << r.output;
