@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A throw-away Slurm cluster on this machine for the `slurm` tests: munged, slurmctld and two
 # slurmd playing nodes n1 and n2, all as the current user (root), state under one directory.
-#   tests/slurm/cluster.sh start DIR [PORT]   (re)starts it; prints `export SLURM_CONF=...`
+#   tests/slurm/cluster.sh start DIR [PORT]   (re)starts it (PORT or the next free ones); prints
+#                                             `export SLURM_CONF=...`
 #   tests/slurm/cluster.sh stop DIR           stops the daemons by their pid files, removes DIR
 # CI starts with no services, so the test fixture (tests/slurm/CMakeLists.txt) runs start before
 # and stop after the slurm tests. Settings from ../shared/slurm-notes.md: no cgroups here
@@ -40,12 +41,26 @@ stop() {
   rm -rf "$dir"
 }
 
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Three free ports from $port on (another checkout's cluster may hold the first ones).
+pick_ports() {
+  for _ in $(seq 40); do
+    if ! listening "$port" && ! listening $((port + 1)) && ! listening $((port + 2)); then return 0; fi
+    port=$((port + 3))
+  done
+  echo "cluster.sh: no three free ports found"; exit 1
+}
+
 need() { command -v "$1" >/dev/null 2>&1 || { echo "cluster.sh: $1 not found (scripts/setup.sh installs slurm-wlm and munge)"; exit 77; }; }
 
 start() {
   need munged; need slurmctld; need slurmd; need sbatch
   stop
-  mkdir -p "$dir"/{ctld,spool,tmp/n1,tmp/n2,log}
+  # A daemon that fails to start must not leave the others running.
+  trap 'echo "cluster.sh: start failed; stopping what started"; tail -n 20 "$dir"/log/*.log 2>/dev/null; stop' ERR
+  pick_ports
+  mkdir -p "$dir"/{ctld,spool/n1,spool/n2,tmp/n1,tmp/n2,log}
   chmod 0755 "$dir"  # munged refuses a socket directory others may write or that hides it
   dd if=/dev/urandom of="$dir/munge.key" bs=1024 count=1 status=none
   chmod 0600 "$dir/munge.key"
