@@ -11,6 +11,8 @@ void build_cli(CLI::App& root, cli::CommandSet& commands) {
   register_data_commands(root, commands);
   register_train_command(root, commands);
   register_merge_command(root, commands);
+  register_launch_command(root, commands);
+  register_slurm_commands(root, commands);
 }
 
 }  // namespace ftune

@@ -4,16 +4,15 @@
 #include <memory>
 
 #include "launcher/commands.h"
+#include "launcher/slurm/sbatch_script.h"
 #include "launcher/torch_loader.h"
 #include "runtime/tasks.h"
+#include "runtime/train/preemption.h"
 #include "runtime/train/train_config.h"
 
 namespace ftune {
 
-void register_train_command(CLI::App& root, cli::CommandSet& commands) {
-  auto cfg = std::make_shared<train::TrainConfig>();
-  cli::Command& cmd = commands.add(&root, "train", "fine-tune a model: full (sharded) or LoRA; "
-                                                    "one process per GPU under mpirun/srun");
+void add_train_sections(cli::Command& cmd, train::TrainConfig* cfg) {
   // Short forms for hand-typed runs and scripts: `--model DIR --data DIR --steps 100 ...`.
   const auto no = cli::ShortFlags::no;
   cli::add_section(cmd.app, cmd.sections, "model", cfg->model, no, {{"path", "model"}, {"device", "device"}});
@@ -29,8 +28,19 @@ void register_train_command(CLI::App& root, cli::CommandSet& commands) {
   cli::add_section(cmd.app, cmd.sections, "eval", cfg->eval);
   cli::add_section(cmd.app, cmd.sections, "checkpoint", cfg->checkpoint, no, {{"resume", "resume"}});
   cli::add_section(cmd.app, cmd.sections, "log", cfg->log);
+}
+
+void register_train_command(CLI::App& root, cli::CommandSet& commands) {
+  auto cfg = std::make_shared<train::TrainConfig>();
+  cli::Command& cmd = commands.add(&root, "train", "fine-tune a model: full (sharded) or LoRA; "
+                                                    "one process per GPU under mpirun/srun");
+  add_train_sections(cmd, cfg.get());
+  // One run.toml serves `ftune slurm submit` and the ranks: [slurm] is accepted and unused here.
+  auto slurm_cfg = std::make_shared<slurm::SlurmSection>();
+  cli::add_section(cmd.app, cmd.sections, "slurm", *slurm_cfg);
   cli::SectionList* sections = &cmd.sections;
-  cmd.run = [cfg, sections] {
+  cmd.run = [cfg, sections, slurm_cfg] {
+    train::defer_stop_signals();  // until the trainer's handlers are in (runtime/train/preemption.h)
     cfg->resolved_toml = sections->dump_toml();
     return torch_api().run_train(*cfg);
   };

@@ -12,7 +12,10 @@ TORCH_VERSION=2.11.0
 apt_pkgs=(build-essential cmake ninja-build ccache pkg-config git
   openmpi-bin libopenmpi-dev libhdf5-dev libcli11-dev libgtest-dev nlohmann-json3-dev
   libpcre2-dev libutf8proc-dev libtomlplusplus-dev zlib1g-dev libzstd-dev
-  clang libclang-rt-14-dev python3 python3-venv python3-dev)
+  clang libclang-rt-14-dev python3 python3-venv python3-dev
+  # The slurm tests start a throw-away cluster of their own (tests/slurm/cluster.sh); the
+  # image's policy-rc.d keeps the packages from starting services on install.
+  slurm-wlm slurmctld slurmd slurm-client munge libpmix-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, builds, and runs every test (ctest labels
-# unit, mpi, oracle; gpu tests skip visibly without a GPU).
+# unit, mpi, oracle, slurm; gpu tests skip visibly without a GPU; the slurm tests start and stop
+# a local Slurm cluster of their own, tests/slurm/cluster.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -11,6 +11,7 @@
 #include <ATen/ATen.h>
 
 #include "runtime/comm/communicator.h"
+#include "runtime/comm/placement.h"
 #include "runtime/comm/world.h"
 #include "runtime/model/llama.h"
 #include "sharding/optimizer.h"
@@ -22,6 +23,7 @@ struct Rank {
   comm::World world;
   std::unique_ptr<comm::Communicator> comm;
   at::Device device{at::kCPU};
+  comm::GpuBinding gpu;  // none on CPU
   bool root() const { return world.rank == 0; }
 };
 

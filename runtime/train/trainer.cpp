@@ -28,6 +28,8 @@
 #include "runtime/train/progress.h"
 #include "runtime/train/run.h"
 #include "runtime/train/step.h"
+#include "runtime/train/preemption.h"
+#include "runtime/train/startup_checks.h"
 
 namespace ftune::train {
 namespace {
@@ -46,11 +48,8 @@ Rank setup_rank(const TrainConfig& cfg) {
   std::string backend = "auto";
   if (cfg.model.device.rfind("cuda", 0) == 0) {
     const int gpus = at::hasCUDA() ? int(at::detail::getCUDAHooks().deviceCount()) : 0;
-    if (r.world.local_rank >= gpus)
-      throw Error("model.device = " + cfg.model.device + ": local rank " + std::to_string(r.world.local_rank) +
-                  " needs GPU " + std::to_string(r.world.local_rank) + " but " + r.world.host + " shows " +
-                  std::to_string(gpus) + "; start one rank per GPU");
-    r.device = at::Device(at::kCUDA, int8_t(r.world.local_rank));
+    r.gpu = comm::bind_gpu(r.world, gpus, std::getenv("CUDA_VISIBLE_DEVICES"));
+    r.device = at::Device(at::kCUDA, int8_t(r.gpu.device));
     c10::cuda::set_device(r.device.index());
     backend = "nccl";
   } else if (cfg.model.device != "cpu") {
@@ -59,6 +58,7 @@ Rank setup_rank(const TrainConfig& cfg) {
   r.comm = comm::make_communicator(backend, r.world, comm::Timeouts{});
   if (r.device.is_cuda()) r.comm->set_compute_stream(c10::cuda::getCurrentCUDAStream().stream());
   comm::print_placement(r.world, *r.comm);
+  run_startup_checks(cfg, r.world, *r.comm, r.gpu);
   return r;
 }
 
@@ -174,11 +174,18 @@ class Loop {
       const bool improved = evaluate_if_due(last);
       const bool early = stops_early();
       const bool stop = cfg_.train.stop_after > 0 && run_steps >= cfg_.train.stop_after && !last && !early;
-      if (last || early || stop || due(cfg_.checkpoint.every) || (improved && cfg_.eval.export_ == "best"))
+      const StepRequests asked = agree_requests(*rank_.comm);  // signals (runtime/train/preemption.h)
+      const bool preempted = asked.stop && !last && !early;
+      if (last || early || stop || preempted || asked.save || due(cfg_.checkpoint.every) ||
+          (improved && cfg_.eval.export_ == "best"))
         save();
       if (stop) {
         say("stopping after %lld steps (train.stop_after); resume with the same command", (long long)run_steps);
         return 0;
+      }
+      if (preempted) {
+        say("stopping on a signal at step %lld; resume with the same command", (long long)state_.step);
+        return kExitRequeue;
       }
       if (early) break;
     }
@@ -257,6 +264,7 @@ class Loop {
     }
     const std::string final_dir = cfg_.train.out + "/final";
     export_model(cfg_, run_, rank_, final_dir);
+    if (rank_.root()) write_completion_marker(cfg_.train.out, state_.step);
     say("wrote %s", final_dir.c_str());
   }
 
@@ -285,6 +293,7 @@ int train(const TrainConfig& cfg) {
 }  // namespace
 
 int run_train(const TrainConfig& cfg) {
+  install_stop_signals();
   return comm::run_or_abort([&] { return train(cfg); });
 }
 
