@@ -11,6 +11,7 @@ void build_cli(CLI::App& root, cli::CommandSet& commands) {
   register_data_commands(root, commands);
   register_train_command(root, commands);
   register_merge_command(root, commands);
+  register_plan_command(root, commands);
 }
 
 }  // namespace ftune

@@ -14,5 +14,6 @@ void register_generate_command(CLI::App& root, cli::CommandSet& commands);   // 
 void register_data_commands(CLI::App& root, cli::CommandSet& commands);      // cmd_data.cpp
 void register_train_command(CLI::App& root, cli::CommandSet& commands);      // cmd_train.cpp
 void register_merge_command(CLI::App& root, cli::CommandSet& commands);      // cmd_train.cpp
+void register_plan_command(CLI::App& root, cli::CommandSet& commands);       // cmd_plan.cpp
 
 }  // namespace ftune
