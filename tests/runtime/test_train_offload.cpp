@@ -11,7 +11,7 @@ constexpr const char* kRun = "--data.global_batch 8 --train.micro_batch 2 --opti
 
 TEST_F(TrainE2E, OffloadedAdamWGivesTheSameLosses) {
   const auto on_device = losses(train("full", std::string(kRun) + "--train.steps 6", 2, "device"));
-  const auto offloaded = losses(train("full", std::string(kRun) + "--train.steps 6 --optim.offload true", 2, "host"));
+  const auto offloaded = losses(train("full", std::string(kRun) + "--train.steps 6 --optim.offload=true", 2, "host"));
   ASSERT_EQ(on_device.size(), 6u);
   ASSERT_EQ(offloaded.size(), 6u);
   for (const auto& [step, loss] : on_device) {
@@ -21,7 +21,7 @@ TEST_F(TrainE2E, OffloadedAdamWGivesTheSameLosses) {
   EXPECT_LT(on_device.rbegin()->second, on_device.begin()->second) << "it learns";
 
   // Stopped after 3 steps and resumed: the same losses as the run straight through.
-  const std::string args = std::string(kRun) + "--train.steps 6 --optim.offload true --train.stop_after 3 ";
+  const std::string args = std::string(kRun) + "--train.steps 6 --optim.offload=true --train.stop_after 3 ";
   train("full", args, 2, "resumed");
   const auto resumed = losses(train("full", args, 2, "resumed"));
   for (const auto& [step, loss] : offloaded) EXPECT_NEAR(resumed.at(step), loss, 1e-6) << "resumed, step " << step;
