@@ -156,7 +156,7 @@ std::optional<Candidate> offload(const PlanOptions& o) {
   if (o.method != "full" || o.offload) return std::nullopt;
   PlanOptions c = o;
   c.offload = true;
-  return Candidate{c, {"fp32 master and optimizer moments in host memory (the update on the CPU)", "--offload",
+  return Candidate{c, {"AdamW moments and a master copy in host memory, the update on the CPU", "--offload",
                        "optim.offload = true"}};
 }
 

@@ -24,7 +24,7 @@ struct PlanOptions {
   std::string method = "full";  // full | lora | qlora (LoRA on an NF4 base)
   std::string shard = "auto";   // lora's frozen base: auto (replicated) | replicated | sharded
   std::string optimizer = "adamw";  // adamw (two fp32 moments) | sgd (one)
-  bool offload = false;          // full: fp32 master + moments in host memory
+  bool offload = false;          // full: AdamW moments + a master copy in host memory
   int64_t gpus = 1;
   int64_t gpus_per_node = 8;
   double gpu_memory_gb = 80;     // [GB = 1e9 bytes] per GPU
@@ -46,7 +46,7 @@ struct PlanOptions {
     f("method", method, "full, lora, or qlora (LoRA on a 4-bit NF4 base)");
     f("shard", shard, "LoRA's frozen base: replicated (auto) or sharded over the GPUs");
     f("optimizer", optimizer, "adamw or sgd (one moment instead of two)");
-    f("offload", offload, "full fine-tuning: fp32 master and AdamW moments in host memory");
+    f("offload", offload, "full fine-tuning: AdamW moments and a master copy in host memory (optim.offload)");
     f("gpus", gpus, "GPUs in the run (one rank each)");
     f("gpus_per_node", gpus_per_node, "GPUs per node (host memory and GPU counts go by node)");
     f("gpu_memory_gb", gpu_memory_gb, "memory of one GPU in GB (1e9 bytes)");

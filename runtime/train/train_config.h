@@ -102,7 +102,7 @@ struct LoopSection {
 struct OptimSection {
   std::string name = "adamw";  // adamw | sgd
   double lr = 2e-5, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0, momentum = 0.9;
-  bool offload = false;  // full fine-tuning: masters + moments in host memory, the update on the CPU
+  bool offload = false;  // full fine-tuning: AdamW's state in host memory, the update on the CPU
   template <class F>
   void fields(F&& f) {
     f("name", name, "adamw or sgd");
@@ -112,8 +112,8 @@ struct OptimSection {
     f("eps", eps, "AdamW epsilon");
     f("weight_decay", weight_decay, "decoupled weight decay (not on norms, biases, embeddings)");
     f("momentum", momentum, "SGD momentum");
-    f("offload", offload, "full fine-tuning with adamw: fp32 master slices and moments in (pinned) host "
-                          "memory, the update on the CPU; the GPU keeps a compute-dtype slice");
+    f("offload", offload, "full fine-tuning with adamw: the moments and a master copy in (pinned) host "
+                          "memory, the update on the CPU; the GPU keeps its fp32 slice and gradient slice");
   }
 };
 
