@@ -103,17 +103,18 @@ StepResult train_step(const TrainConfig& cfg, Run& run, Rank& rank, data::TokenS
   const int64_t targets = all_sum_i64(*rank.comm, b.target_tokens);
   const int64_t micro = cfg.train.micro_batch > 0 ? cfg.train.micro_batch : b.rows;
   const bool dropout = cfg.method.name == "lora" && cfg.lora.dropout > 0;
-  float loss_sum = 0;
+  // Summed on the device: one host sync per step (below), not one per micro-batch.
+  at::Tensor loss_sum = at::zeros({}, at::TensorOptions(at::kFloat).device(rank.device));
   for (int64_t r0 = 0; r0 < b.rows; r0 += micro) {
     if (dropout) seed_dropout(cfg.train.seed, step, rank.world.rank, r0 / micro);
     Micro m = micro_batch(b, r0, r0 + micro, packed_rows(cfg.data), rank.device);
     at::Tensor loss = run.model->loss(m.in, m.labels, cfg.train.loss_chunk);
     (loss / double(std::max<int64_t>(1, targets))).backward();
-    loss_sum += loss.detach().cpu().item<float>();
+    loss_sum += loss.detach().to(at::kFloat);
   }
   run.engine->finish_backward();
   StepResult r;
-  r.loss = all_sum_f32(*rank.comm, loss_sum) / double(std::max<int64_t>(1, targets));
+  r.loss = all_sum_f32(*rank.comm, loss_sum.item<float>()) / double(std::max<int64_t>(1, targets));
   r.grad_norm = run.engine->grad_norm();
   r.tokens = targets;
   r.positions = cfg.data.global_batch * cfg.data.seq_len;
