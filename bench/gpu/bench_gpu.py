@@ -79,7 +79,8 @@ def train_args(args, model, shards, method, mb, out, steps):
          "--steps", str(steps + 100), "--seq-len", str(args.seq), "--global-batch", str(mb), "--micro-batch", str(mb),
          "--model.device", args.device, "--precision.compute", "bfloat16", "--precision.reduce", "float32",
          "--train.activation_checkpointing", "off", "--data.packing", "concat", "--data.val_fraction", "0",
-         "--eval.at_start=false", "--log.every", "1", "--log.tensorboard=false", "--resume", "none",
+         "--eval.at_start=false", "--log.every", "1", "--train.force=true",  # measure even what the plan refuses
+         "--log.tensorboard=false", "--resume", "none",
          "--lr", "1e-5" if method == "full" else "1e-4"]
     if method == "lora":
         a += ["--lora.r", "16", "--lora.alpha", "32", "--lora.target_modules", "all-linear"]
