@@ -13,6 +13,7 @@ void build_cli(CLI::App& root, cli::CommandSet& commands) {
   register_merge_command(root, commands);
   register_launch_command(root, commands);
   register_slurm_commands(root, commands);
+  register_plan_command(root, commands);
 }
 
 }  // namespace ftune

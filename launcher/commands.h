@@ -20,5 +20,6 @@ void add_train_sections(cli::Command& cmd, train::TrainConfig* cfg);     // cmd_
 void register_merge_command(CLI::App& root, cli::CommandSet& commands);      // cmd_train.cpp
 void register_launch_command(CLI::App& root, cli::CommandSet& commands);     // cmd_launch.cpp
 void register_slurm_commands(CLI::App& root, cli::CommandSet& commands);     // cmd_slurm.cpp
+void register_plan_command(CLI::App& root, cli::CommandSet& commands);       // cmd_plan.cpp
 
 }  // namespace ftune

@@ -82,6 +82,7 @@ const std::map<std::string, std::function<ModelConfig()>>& presets() {
       {"llama-3.2-3b", [] { return llama3(3072, 8192, 28, 24, 32.0, true); }},
       {"llama-3.1-8b", [] { return llama3(4096, 14336, 32, 32, 8.0, false); }},
       {"llama-3.1-70b", [] { return llama3(8192, 28672, 80, 64, 8.0, false); }},
+      {"llama-3.1-405b", [] { return llama3(16384, 53248, 126, 128, 8.0, false); }},
   };
   return table;
 }

@@ -62,24 +62,34 @@ void seed_dropout(int64_t seed, int64_t step, int rank, int64_t micro) {
 
 Optimizer::Optimizer(const OptimSection& cfg, const std::vector<sharding::OptimParam>& params) : cfg_(cfg) {
   if (cfg_.name == "sgd") sgd_ = std::make_unique<sharding::SGD>(params);
+  else if (cfg_.offload) offloaded_ = std::make_unique<sharding::OffloadedAdamW>(params);
   else adamw_ = std::make_unique<sharding::AdamW>(params);
 }
 
 void Optimizer::step(double lr) {
+  const sharding::AdamWConfig adamw{lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay};
   if (sgd_) sgd_->step({lr, cfg_.momentum, cfg_.weight_decay});
-  else adamw_->step({lr, cfg_.beta1, cfg_.beta2, cfg_.eps, cfg_.weight_decay});
+  else if (offloaded_) offloaded_->step(adamw);
+  else adamw_->step(adamw);
 }
 
-void Optimizer::zero_grad() { sgd_ ? sgd_->zero_grad() : adamw_->zero_grad(); }
+void Optimizer::zero_grad() {
+  if (sgd_) sgd_->zero_grad();
+  else if (offloaded_) offloaded_->zero_grad();
+  else adamw_->zero_grad();
+}
 
 OptimizerState Optimizer::checkpoint_view(std::vector<sharding::OptimParam>& params) {
   OptimizerState v;
   v.params = &params;
-  v.state = [this](size_t i) { return sgd_ ? sgd_->state(i) : adamw_->state(i); };
-  v.steps = [this] { return sgd_ ? steps_ : adamw_->steps(); };
+  v.state = [this](size_t i) {
+    return sgd_ ? sgd_->state(i) : offloaded_ ? offloaded_->state(i) : adamw_->state(i);
+  };
+  v.steps = [this] { return sgd_ ? steps_ : offloaded_ ? offloaded_->steps() : adamw_->steps(); };
   v.set_steps = [this](int64_t n) {
     steps_ = n;
     if (adamw_) adamw_->set_steps(n);
+    if (offloaded_) offloaded_->set_steps(n);  // also re-reads the masters from the restored slices
   };
   return v;
 }
@@ -93,17 +103,18 @@ StepResult train_step(const TrainConfig& cfg, Run& run, Rank& rank, data::TokenS
   const int64_t targets = all_sum_i64(*rank.comm, b.target_tokens);
   const int64_t micro = cfg.train.micro_batch > 0 ? cfg.train.micro_batch : b.rows;
   const bool dropout = cfg.method.name == "lora" && cfg.lora.dropout > 0;
-  float loss_sum = 0;
+  // Summed on the device: one host sync per step (below), not one per micro-batch.
+  at::Tensor loss_sum = at::zeros({}, at::TensorOptions(at::kFloat).device(rank.device));
   for (int64_t r0 = 0; r0 < b.rows; r0 += micro) {
     if (dropout) seed_dropout(cfg.train.seed, step, rank.world.rank, r0 / micro);
     Micro m = micro_batch(b, r0, r0 + micro, packed_rows(cfg.data), rank.device);
     at::Tensor loss = run.model->loss(m.in, m.labels, cfg.train.loss_chunk);
     (loss / double(std::max<int64_t>(1, targets))).backward();
-    loss_sum += loss.detach().cpu().item<float>();
+    loss_sum += loss.detach().to(at::kFloat);
   }
   run.engine->finish_backward();
   StepResult r;
-  r.loss = all_sum_f32(*rank.comm, loss_sum) / double(std::max<int64_t>(1, targets));
+  r.loss = all_sum_f32(*rank.comm, loss_sum.item<float>()) / double(std::max<int64_t>(1, targets));
   r.grad_norm = run.engine->grad_norm();
   r.tokens = targets;
   r.positions = cfg.data.global_batch * cfg.data.seq_len;

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "data/reader/token_shard_reader.h"
+#include "sharding/offload.h"
 #include "runtime/train/checkpoint.h"
 #include "runtime/train/run.h"
 #include "runtime/train/train_config.h"
@@ -23,6 +24,7 @@ class Optimizer {
   int64_t steps_ = 0;  // SGD keeps no count of its own
   OptimSection cfg_;
   std::unique_ptr<sharding::AdamW> adamw_;
+  std::unique_ptr<sharding::OffloadedAdamW> offloaded_;  // optim.offload: AdamW on the host
   std::unique_ptr<sharding::SGD> sgd_;
 };
 

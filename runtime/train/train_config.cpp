@@ -80,6 +80,8 @@ void validate_across(const TrainConfig& c, int world_size) {
           "shards: remove method.shard");
   require(c.method.name == "lora" || c.lora.bias == "none",
           "lora.bias = " + c.lora.bias + " applies to method.name = lora (full fine-tuning trains every bias)");
+  require(!c.optim.offload || (c.method.name == "full" && c.optim.name == "adamw"),
+          "optim.offload = true is for method.name = full with optim.name = adamw (LoRA's state is small)");
   const int64_t rows = c.data.global_batch / world_size;
   require(c.train.micro_batch >= 0 && (c.train.micro_batch == 0 || rows % c.train.micro_batch == 0),
           "train.micro_batch = " + str(c.train.micro_batch) + " must divide the " + str(rows) +

@@ -75,6 +75,7 @@ struct LoopSection {
   int64_t max_skipped_steps = 10;
   int64_t loss_chunk = 1024;  // [tokens] per logits chunk: 1024 x 128k vocab = 512 MB fp32
   int64_t stop_after = 0;     // [steps] in this job (then checkpoint and exit); 0 = no limit
+  bool force = false;         // start even when the memory plan says the run cannot fit
   template <class F>
   void fields(F&& f) {
     f("out", out, "run directory: config.toml, metrics.jsonl, tb/, checkpoints/, final/ (the export)");
@@ -93,12 +94,15 @@ struct LoopSection {
     f("loss_chunk", loss_chunk, "tokens per chunk of logits in the loss");
     f("stop_after", stop_after, "stop after this many steps in this job, with a checkpoint "
                                 "(for time-limited allocations); 0: run to the end");
+    f("force", force, "on CUDA: start even when the memory plan (ftune plan) says the run does not "
+                      "fit the GPU");
   }
 };
 
 struct OptimSection {
   std::string name = "adamw";  // adamw | sgd
   double lr = 2e-5, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0, momentum = 0.9;
+  bool offload = false;  // full fine-tuning: AdamW's state in host memory, the update on the CPU
   template <class F>
   void fields(F&& f) {
     f("name", name, "adamw or sgd");
@@ -108,6 +112,8 @@ struct OptimSection {
     f("eps", eps, "AdamW epsilon");
     f("weight_decay", weight_decay, "decoupled weight decay (not on norms, biases, embeddings)");
     f("momentum", momentum, "SGD momentum");
+    f("offload", offload, "full fine-tuning with adamw: the moments and a master copy in (pinned) host "
+                          "memory, the update on the CPU; the GPU keeps its fp32 slice and gradient slice");
   }
 };
 

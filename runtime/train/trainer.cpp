@@ -24,6 +24,7 @@
 #include "runtime/shard_model.h"
 #include "runtime/train/checkpoint.h"
 #include "runtime/train/export.h"
+#include "runtime/train/fit_check.h"
 #include "runtime/train/metrics.h"
 #include "runtime/train/progress.h"
 #include "runtime/train/run.h"
@@ -286,6 +287,7 @@ int train(const TrainConfig& cfg) {
     fs::create_directories(cfg.train.out);
     std::ofstream(cfg.train.out + "/config.toml") << cfg.resolved_toml;
   }
+  check_fits(cfg, rank);
   Run run = build_model(cfg, rank);
   return Loop(cfg, rank, run).run();
 }

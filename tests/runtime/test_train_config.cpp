@@ -102,6 +102,8 @@ TEST(TrainValidate, EachRuleNamesTheKeyToChange) {
        "eval.patience counts evaluations: set eval.every"},
       {[](TrainConfig& c) { c.method.shard = "sharded"; }, "method.shard = sharded is for LoRA's frozen base"},
       {[](TrainConfig& c) { c.lora.bias = "all"; }, "lora.bias = all applies to method.name = lora"},
+      {[](TrainConfig& c) { c.optim.offload = true; c.optim.name = "sgd"; },
+       "optim.offload = true is for method.name = full with optim.name = adamw"},
       {[](TrainConfig& c) { c.train.micro_batch = 3; }, "train.micro_batch = 3 must divide the 4 sequences"},
       {[](TrainConfig& c) { c.data.global_batch = 7; }, "data.global_batch: 7 sequences do not divide over 2 ranks"},
       {[](TrainConfig& c) { c.data.seq_len = 1; }, "data.seq_len: must be at least 2"},
