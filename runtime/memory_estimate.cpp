@@ -90,11 +90,12 @@ int64_t activation_bytes(const ModelConfig& cfg, const ActivationInput& in) {
   return kept + recompute_peak + ends;
 }
 
-int64_t loss_bytes(const ModelConfig& cfg, int64_t tokens, int64_t chunk, int a) {
+int64_t loss_bytes(const ModelConfig& cfg, int64_t tokens, int64_t chunk, int a, bool head_trains) {
   const int64_t v = cfg.vocab_size, h = cfg.hidden_size;
   const int64_t c = std::min(std::max<int64_t>(1, chunk), std::max<int64_t>(1, tokens));
   const int64_t logits = c * v * (a + 4 + a);  // linear output, its fp32 copy, the cast gradient
-  const int64_t head_grad = v * h * (4 + a);   // fp32 accumulator and its cast to the weight dtype
+  // fp32 accumulator and its cast to the weight dtype; none for a frozen head (LoRA)
+  const int64_t head_grad = head_trains ? v * h * (4 + a) : 0;
   const int64_t hidden_grad = tokens * h * a;
   return logits + head_grad + hidden_grad;
 }

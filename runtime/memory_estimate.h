@@ -41,8 +41,10 @@ int64_t activation_bytes(const ModelConfig& cfg, const ActivationInput& in);
 
 // [bytes] the chunked linear + cross-entropy (runtime/model/loss.cpp): one chunk of logits in
 // the compute dtype and in fp32 plus its gradient in the compute dtype; the head's fp32
-// gradient (and its cast) and the hidden states' gradient for the whole micro-batch.
-int64_t loss_bytes(const ModelConfig& cfg, int64_t tokens, int64_t chunk, int compute_bytes);
+// gradient (and its cast) when the head trains, and the hidden states' gradient for the whole
+// micro-batch.
+int64_t loss_bytes(const ModelConfig& cfg, int64_t tokens, int64_t chunk, int compute_bytes,
+                   bool head_trains = true);
 
 // Lines of per-GPU figures: full fine-tunes on several world sizes, and LoRA rank 16.
 std::string memory_summary(const ModelConfig& cfg);

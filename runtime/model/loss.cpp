@@ -13,13 +13,14 @@ using torch::autograd::variable_list;
 struct LinearCrossEntropy : torch::autograd::Function<LinearCrossEntropy> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& hidden,
                             const at::Tensor& weight, const at::Tensor& labels,
-                            int64_t ignore_label, int64_t chunk, bool want_grad) {
+                            int64_t ignore_label, int64_t chunk, bool want_grad, bool weight_grad) {
     const int64_t n = hidden.size(0);
     at::Tensor total = at::zeros({}, hidden.options().dtype(at::kFloat));
     at::Tensor grad_h, grad_w;
     if (want_grad) {
       grad_h = at::empty_like(hidden);
-      grad_w = at::zeros(weight.sizes(), weight.options().dtype(at::kFloat));
+      // A frozen head (LoRA) needs no [V, H] float32 gradient: 2 GB at 128k x 4096.
+      if (weight_grad) grad_w = at::zeros(weight.sizes(), weight.options().dtype(at::kFloat));
     }
     for (int64_t begin = 0; begin < n; begin += chunk) {
       const int64_t len = std::min(chunk, n - begin);
@@ -39,11 +40,11 @@ struct LinearCrossEntropy : torch::autograd::Function<LinearCrossEntropy> {
       d.mul_(valid.unsqueeze(1));
       at::Tensor dc = d.to(hidden.scalar_type());
       grad_h.narrow(0, begin, len).copy_(at::matmul(dc, weight));
-      grad_w.add_(at::matmul(dc.t(), h).to(at::kFloat));
+      if (weight_grad) grad_w.add_(at::matmul(dc.t(), h).to(at::kFloat));
     }
     if (want_grad) {
       ctx->saved_data["grad_h"] = grad_h;
-      ctx->saved_data["grad_w"] = grad_w.to(weight.scalar_type());
+      ctx->saved_data["grad_w"] = weight_grad ? grad_w.to(weight.scalar_type()) : at::Tensor();
     }
     ctx->saved_data["want_grad"] = want_grad;
     return total;
@@ -55,8 +56,10 @@ struct LinearCrossEntropy : torch::autograd::Function<LinearCrossEntropy> {
     // A 0-dim factor keeps the gradients' dtype and needs no device sync.
     at::Tensor g = grads[0];
     at::Tensor gh = ctx->saved_data["grad_h"].toTensor() * g;
-    at::Tensor gw = ctx->saved_data["grad_w"].toTensor() * g;
-    return {gh, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    const c10::IValue& w = ctx->saved_data["grad_w"];
+    at::Tensor gw = w.isTensor() ? w.toTensor() : at::Tensor();  // undefined: a frozen head
+    if (gw.defined()) gw = gw * g;
+    return {gh, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -70,7 +73,8 @@ at::Tensor linear_cross_entropy_sum(const at::Tensor& hidden, const at::Tensor& 
   const bool want_grad =
       at::GradMode::is_enabled() && (hidden.requires_grad() || weight.requires_grad());
   return LinearCrossEntropy::apply(hidden, weight, labels, ignore_label,
-                                   std::max<int64_t>(1, chunk_tokens), want_grad);
+                                   std::max<int64_t>(1, chunk_tokens), want_grad,
+                                   want_grad && weight.requires_grad());
 }
 
 at::Tensor cross_entropy_stats(const at::Tensor& hidden, const at::Tensor& weight,

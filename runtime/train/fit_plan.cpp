@@ -91,7 +91,7 @@ sharding::PlanInput plan_input(const model::ModelConfig& cfg, const PlanOptions&
   const int64_t tokens = o.micro_batch * o.seq_len;
   in.activation_bytes = model::activation_bytes(
       cfg, {tokens, a, checkpointing_of(o.activation_checkpointing), o.activation_checkpointing_k});
-  in.loss_bytes = model::loss_bytes(cfg, tokens, o.loss_chunk, a);
+  in.loss_bytes = model::loss_bytes(cfg, tokens, o.loss_chunk, a, /*head_trains=*/!lora(o));
   in.fixed_overhead_bytes = kFixedOverhead;
   in.fragmentation = kFragmentation;
   return in;

@@ -52,6 +52,8 @@ TEST(FitPlan, LossChunkAndHeadGradient) {
   EXPECT_EQ(model::loss_bytes(cfg, 2048, 1024, 2), 1024LL * 128256 * 8 + 128256LL * 2048 * 6 + 2048LL * 2048 * 2);
   EXPECT_EQ(model::loss_bytes(cfg, 100, 1024, 2), 100LL * 128256 * 8 + 128256LL * 2048 * 6 + 100LL * 2048 * 2)
       << "a chunk is never larger than the micro-batch";
+  EXPECT_EQ(model::loss_bytes(cfg, 2048, 1024, 2, /*head_trains=*/false), 1024LL * 128256 * 8 + 2048LL * 2048 * 2)
+      << "a frozen head (LoRA) gets no weight gradient";
 }
 
 TEST(FitPlan, LoraTargetsCountAdapters) {

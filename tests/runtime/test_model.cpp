@@ -13,6 +13,7 @@
 #include "runtime/checkpoint/hf_checkpoint.h"
 #include "runtime/generate.h"
 #include "runtime/model/llama.h"
+#include "runtime/model/loss.h"
 #include "tests/runtime/model_test_util.h"
 #include "tests/support/test_support.h"
 
@@ -299,6 +300,21 @@ TEST_F(ModelTest, ChunkedLossMatchesPlainCrossEntropy) {
   ours.backward();
   EXPECT_LT((ours - ref).abs().item<double>(), 1e-4 * ref.abs().item<double>());
   EXPECT_LT(max_abs_diff(ref_grad, m->lm_head()->weight.grad()), 1e-6);
+}
+
+// A frozen head (LoRA) gets no weight gradient from the fused loss, and the hidden states the
+// same one as with a trained head.
+TEST_F(ModelTest, ChunkedLossOfAFrozenHeadGivesOnlyTheInputGradient) {
+  at::manual_seed(4);
+  at::Tensor hidden = at::randn({11, 16}, at::kFloat).requires_grad_(true);
+  at::Tensor weight = at::randn({40, 16}, at::kFloat);
+  at::Tensor labels = at::randint(0, 40, {11}, at::kLong);
+  model::linear_cross_entropy_sum(hidden, weight.clone().requires_grad_(true), labels, -100, 4).backward();
+  at::Tensor want = hidden.grad().clone();
+  hidden.mutable_grad() = at::Tensor();
+  model::linear_cross_entropy_sum(hidden, weight, labels, -100, 4).backward();
+  EXPECT_FALSE(weight.grad().defined());
+  EXPECT_LT(max_abs_diff(hidden.grad(), want), 1e-6);
 }
 
 // Prefill in chunks, then one token at a time, must give the full forward's logits; Mistral's
