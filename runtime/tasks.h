@@ -47,6 +47,9 @@ std::string describe_model_dir(const std::string& dir);
 // The architecture lines of `model info` (shapes, heads, rope, parameter count) for any config.
 struct ModelConfig;
 std::string describe_config(const ModelConfig& cfg);
+// `model info --quant nf4`: the base in NF4 as QLoRA holds it (every projection in 4 bits, block
+// 64, double quantisation; embeddings, norms and head in the config's dtype).
+std::string describe_nf4(const ModelConfig& cfg);
 
 // `ftune generate`.
 struct GenerateConfig {

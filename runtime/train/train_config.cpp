@@ -26,7 +26,7 @@ void validate_sections(const TrainConfig& c) {
   require(!c.model.path.empty(), "model.path is empty: give the model directory (--model DIR)");
   require_choice("precision.compute", c.precision.compute, {"float32", "bfloat16"});
   require_choice("precision.reduce", c.precision.reduce, {"float32", "bfloat16"});
-  require_choice("method.name", c.method.name, {"full", "lora"});
+  require_choice("method.name", c.method.name, {"full", "lora", "dora", "qlora", "ia3"});
   require_choice("method.shard", c.method.shard, {"auto", "sharded", "replicated"});
   require_choice("lora.bias", c.lora.bias, {"none", "all", "lora_only"});
   require_choice("optim.name", c.optim.name, {"adamw", "sgd"});
@@ -46,6 +46,9 @@ void validate_sections(const TrainConfig& c) {
   require(c.lora.alpha > 0, "lora.alpha must be positive");
   require(c.lora.dropout >= 0 && c.lora.dropout < 1, "lora.dropout must be in [0, 1)");
   require(!c.lora.target_modules.empty(), "lora.target_modules is empty: name the projections, or all-linear");
+  require(!c.ia3.target_modules.empty(), "ia3.target_modules is empty: name the projections");
+  require(c.qlora.block >= 16 && (c.qlora.block & (c.qlora.block - 1)) == 0,
+          "qlora.block = " + str(c.qlora.block) + " must be a power of two, at least 16 (bitsandbytes: 64)");
   require(c.optim.lr > 0, "optim.lr must be positive");
   require(c.optim.weight_decay >= 0, "optim.weight_decay must be >= 0");
   require(c.optim.beta1 >= 0 && c.optim.beta1 < 1 && c.optim.beta2 >= 0 && c.optim.beta2 < 1,
@@ -78,8 +81,12 @@ void validate_across(const TrainConfig& c, int world_size) {
   require(c.method.name != "full" || c.method.shard == "auto",
           "method.shard = " + c.method.shard + " is for LoRA's frozen base; full fine-tuning always "
           "shards: remove method.shard");
-  require(c.method.name == "lora" || c.lora.bias == "none",
-          "lora.bias = " + c.lora.bias + " applies to method.name = lora (full fine-tuning trains every bias)");
+  require(uses_lora(c.method.name) || c.lora.bias == "none",
+          "lora.bias = " + c.lora.bias + " applies to method.name = lora, dora or qlora (full fine-tuning "
+          "trains every bias)");
+  require(c.method.name != "qlora" || c.method.shard != "sharded",
+          "method.shard = sharded: qlora's 4-bit base is held whole on every rank (0.5 bytes per "
+          "weight); use method.shard = auto or replicated");
   const int64_t rows = c.data.global_batch / world_size;
   require(c.train.micro_batch >= 0 && (c.train.micro_batch == 0 || rows % c.train.micro_batch == 0),
           "train.micro_batch = " + str(c.train.micro_batch) + " must divide the " + str(rows) +
@@ -88,6 +95,8 @@ void validate_across(const TrainConfig& c, int world_size) {
 }
 
 }  // namespace
+
+bool uses_lora(const std::string& m) { return m == "lora" || m == "dora" || m == "qlora"; }
 
 int64_t warmup_steps(const ScheduleSection& s, int64_t steps) {
   if (s.warmup_ratio > 0) return int64_t(std::ceil(s.warmup_ratio * double(steps)));

@@ -35,11 +35,12 @@ struct PrecisionSection {
 };
 
 struct MethodSection {
-  std::string name = "full";   // full | lora
+  std::string name = "full";   // full | lora | dora | qlora | ia3
   std::string shard = "auto";  // auto | sharded | replicated (the frozen base, LoRA)
   template <class F>
   void fields(F&& f) {
-    f("name", name, "full (all weights, sharded FSDP-style) or lora (adapters on a frozen base)");
+    f("name", name, "full (all weights, sharded FSDP-style), lora, dora (LoRA with a learned "
+                    "magnitude), qlora (LoRA on a 4-bit NF4 base) or ia3 (learned rescaling vectors)");
     f("shard", shard, "lora's frozen base: replicated on every rank, sharded, or auto (replicated)");
   }
 };
@@ -60,6 +61,28 @@ struct LoraSection {
     f("target_modules", target_modules, "projections that get adapters (q_proj ... down_proj, or all-linear)");
     f("bias", bias, "biases that train beside the adapters: none, all, or lora_only (those of "
                     "the adapted projections); as PEFT's bias option");
+  }
+};
+
+struct Ia3Section {
+  std::vector<std::string> target_modules = {"k_proj", "v_proj", "down_proj"};
+  std::vector<std::string> feedforward_modules = {"down_proj"};
+  template <class F>
+  void fields(F&& f) {
+    f("target_modules", target_modules, "projections that get IA3 vectors (PEFT's Llama default: "
+                                        "k_proj v_proj down_proj)");
+    f("feedforward_modules", feedforward_modules, "targets whose input (not output) is rescaled");
+  }
+};
+
+struct QloraSection {
+  int64_t block = 64;         // [weights] per absmax
+  bool double_quant = true;   // absmax values quantised to 8 bits in blocks of 256
+  template <class F>
+  void fields(F&& f) {
+    f("block", block, "NF4 block size: weights per absmax (bitsandbytes: 64)");
+    f("double_quant", double_quant, "quantise the absmax values to 8 bits (blocks of 256), as "
+                                    "bitsandbytes' bnb_4bit_use_double_quant");
   }
 };
 
@@ -179,6 +202,8 @@ struct TrainConfig {
   PrecisionSection precision;
   MethodSection method;
   LoraSection lora;
+  Ia3Section ia3;
+  QloraSection qlora;
   data::ReaderConfig data;
   LoopSection train;
   OptimSection optim;
@@ -188,6 +213,9 @@ struct TrainConfig {
   LogSection log;
   std::string resolved_toml;  // the whole config as run (written to OUT/config.toml); not a key
 };
+
+// Whether the method trains LoRA adapters (lora, dora, qlora): the [lora] section applies.
+bool uses_lora(const std::string& method);
 
 // The learning rate of step `step` (0-based) out of `steps`.
 double learning_rate(const OptimSection& optim, const ScheduleSection& schedule, int64_t step,

@@ -1,0 +1,123 @@
+#include "runtime/peft/methods.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/error.h"
+#include "runtime/checkpoint/safetensors.h"
+#include "runtime/peft/dora.h"
+#include "runtime/peft/qlora.h"
+
+namespace ftune::peft {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool lora_family(const std::string& m) { return m == "lora" || m == "dora" || m == "qlora"; }
+
+bool is_adapter_parameter(const std::string& name) {
+  return name.find(".lora.") != std::string::npos || name.find(".ia3.") != std::string::npos;
+}
+
+nlohmann::json lora_config(const AdapterSpec& s) {
+  return {{"peft_type", "LORA"}, {"r", s.lora.r}, {"lora_alpha", s.lora.alpha},
+          {"lora_dropout", s.lora.dropout}, {"target_modules", s.lora.resolved_targets()},
+          {"bias", s.bias}, {"use_rslora", s.lora.use_rslora}, {"use_dora", s.lora.use_dora},
+          {"fan_in_fan_out", false}};
+}
+
+nlohmann::json ia3_config(const AdapterSpec& s) {
+  LoraOptions names;
+  names.target_modules = s.ia3.target_modules;
+  return {{"peft_type", "IA3"}, {"target_modules", names.resolved_targets()},
+          {"feedforward_modules", s.ia3.feedforward_modules}, {"fan_in_fan_out", false},
+          {"init_ia3_weights", true}};
+}
+
+std::vector<std::string> string_list(const nlohmann::json& c, const char* key, const std::string& path) {
+  if (!c.contains(key) || c[key].is_null()) return {};
+  if (c[key].is_string()) {
+    throw Error(path + ": " + key + " is a regular expression ('" + c[key].get<std::string>() +
+                "'); ftune reads a list of module names: write them as a list");
+  }
+  return c[key].get<std::vector<std::string>>();
+}
+
+}  // namespace
+
+void AdapterSpec::check() const {
+  if (method == "ia3") return ia3.check();
+  if (!lora_family(method))
+    throw Error("method.name = '" + method + "' attaches no adapters (choose lora, dora, qlora or ia3)");
+  lora.resolved_targets();
+}
+
+size_t attach_adapters(model::CausalLM& model, const AdapterSpec& spec, uint64_t seed) {
+  spec.check();
+  if (spec.method == "ia3") {
+    attach_ia3(model, spec.ia3);
+    return 0;
+  }
+  LoraOptions lo = spec.lora;
+  lo.use_dora = lo.use_dora || spec.method == "dora";
+  if (spec.method == "qlora") attach_qlora(model, lo, spec.nf4, seed);
+  else attach_lora(model, lo, seed);
+  return train_biases(model, spec.bias);
+}
+
+void write_adapter(model::CausalLM& model, const AdapterSpec& spec, const std::string& dir,
+                   const std::string& base_model_path) {
+  fs::create_directories(dir);
+  std::vector<at::Tensor> keep;
+  std::vector<st::TensorView> views;
+  auto add = [&](const std::string& key, const at::Tensor& t) {
+    keep.push_back(t.detach().to(at::kCPU, at::kFloat).contiguous());
+    views.push_back({key, st::DType::F32, keep.back().sizes().vec(), keep.back().data_ptr()});
+  };
+  for (const auto& item : model.named_parameters())
+    if (is_adapter_parameter(item.key())) add(peft_key(item.key()), item.value());
+  for (auto& [name, linear] : model.named_linears())
+    if (linear->bias.defined() && linear->bias.requires_grad())
+      add(peft_bias_key(name + ".bias", linear->adapter() != nullptr), linear->bias);
+  st::write_file(dir + "/adapter_model.safetensors", views, {{"format", "pt"}});
+  AdapterSpec s = spec;
+  s.lora.use_dora = s.lora.use_dora || s.method == "dora";
+  nlohmann::json c = s.method == "ia3" ? ia3_config(s) : lora_config(s);
+  c["task_type"] = "CAUSAL_LM";
+  c["inference_mode"] = true;
+  c["modules_to_save"] = nullptr;
+  c["base_model_name_or_path"] = base_model_path;
+  std::ofstream(dir + "/adapter_config.json") << c.dump(2) << "\n";
+}
+
+AdapterSpec load_adapter(model::CausalLM& model, const std::string& dir) {
+  const nlohmann::json c = read_adapter_config(dir);
+  const std::string path = dir + "/adapter_config.json";
+  const std::string type = c.value("peft_type", "");
+  AdapterSpec s;
+  if (type == "LORA") {
+    s.lora = lora_options_of(c);
+    s.method = s.lora.use_dora ? "dora" : "lora";
+    s.bias = c.value("bias", "none");
+    attach_lora(model, s.lora, 0);
+    load_adapter_tensors(model, dir, "r = " + std::to_string(s.lora.r));
+  } else if (type == "IA3") {
+    s.method = "ia3";
+    s.ia3.target_modules = string_list(c, "target_modules", path);
+    s.ia3.feedforward_modules = string_list(c, "feedforward_modules", path);
+    attach_ia3(model, s.ia3);
+    load_adapter_tensors(model, dir, "IA3");
+  } else {
+    throw Error(path + ": peft_type '" + type + "' is not one ftune loads (LORA, including DoRA, or IA3)");
+  }
+  return s;
+}
+
+size_t merge_adapters(model::CausalLM& model) {
+  for (auto& [name, linear] : model.named_linears())
+    if (std::dynamic_pointer_cast<Nf4Base>(linear->adapter()) || std::dynamic_pointer_cast<QLoraAdapter>(linear->adapter()))
+      throw Error("cannot merge into a 4-bit base (" + name + "): load the base in bf16 or float32 and merge there");
+  return merge_lora(model) + merge_ia3(model);
+}
+
+}  // namespace ftune::peft

@@ -1,0 +1,42 @@
+// The one place that knows every fine-tuning method of a frozen base: which adapters a method
+// attaches, how they are written in PEFT's layout, how a PEFT adapter directory is loaded by
+// its peft_type, and which methods merge. Trainer, export, generate and merge call only this.
+#pragma once
+
+#include <string>
+
+#include "runtime/model/llama.h"
+#include "runtime/peft/ia3.h"
+#include "runtime/peft/lora.h"
+#include "runtime/peft/nf4.h"
+
+namespace ftune::peft {
+
+struct AdapterSpec {
+  std::string method = "lora";  // lora | dora | qlora | ia3 (as method.name)
+  LoraOptions lora;             // lora, dora, qlora (use_dora set for dora)
+  std::string bias = "none";    // PEFT's bias option (LoRA family)
+  Ia3Options ia3;
+  Nf4Options nf4;               // qlora's base
+  std::string peft_type() const { return method == "ia3" ? "IA3" : "LORA"; }
+  // Module names and options, before anything heavy loads; throws ftune::Error naming the key.
+  void check() const;
+};
+
+// Freezes the model and attaches the method's adapters (qlora first quantises every targeted
+// projection's base to NF4 and frees its weight). Returns the number of biases set to train.
+size_t attach_adapters(model::CausalLM& model, const AdapterSpec& spec, uint64_t seed);
+
+// adapter_config.json + adapter_model.safetensors as PEFT writes them for spec (float32 tensors).
+void write_adapter(model::CausalLM& model, const AdapterSpec& spec, const std::string& dir,
+                   const std::string& base_model_path);
+
+// Attaches and loads the adapter PEFT (or ftune) wrote in dir, whatever its peft_type (LORA with
+// or without DoRA, IA3); returns what it found. Throws ftune::Error naming the file and key.
+AdapterSpec load_adapter(model::CausalLM& model, const std::string& dir);
+
+// Folds the attached adapters into the base weights; returns the modules merged. Throws
+// ftune::Error with the reason for a method that cannot merge (or a quantised base).
+size_t merge_adapters(model::CausalLM& model);
+
+}  // namespace ftune::peft

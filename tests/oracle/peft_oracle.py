@@ -1,0 +1,137 @@
+"""PEFT-side references for ftune's fine-tuning methods (float32, CPU).
+
+  make BASE OUT_ROOT IDS          PEFT creates a LoRA, a DoRA and an IA3 adapter on BASE with
+                                  non-trivial weights, saves each to OUT_ROOT/<kind>, and writes
+                                  OUT_ROOT/<kind>.safetensors with PEFT's logits of IDS
+  logits BASE ADAPTER IDS OUT [BLOCK DQ]
+                                  logits and greedy ids of BASE + ADAPTER as PEFT loads it; with
+                                  BLOCK and DQ (0/1), every projection of BASE is first replaced
+                                  by its NF4 round trip (the reference below), as bitsandbytes'
+                                  Linear4bit would compute it
+  nf4 IN OUT BLOCK DQ             the reference NF4 round trip of IN's "w": OUT gets "deq",
+                                  "idx" (uint8 level indices) and "absmax" (float32, as decoded)
+IDS is a safetensors file with "ids" [B, T]; "greedy" is 16 new tokens after the first 5 ids of
+row 0. bitsandbytes has no CPU path here, so NF4 is written out below from the QLoRA paper and
+bitsandbytes' documented layout (not imported from either).
+"""
+import os
+import sys
+
+import torch
+import transformers
+from safetensors.torch import load_file, save_file
+
+transformers.logging.set_verbosity_error()
+
+# The 16 NF4 levels (QLoRA, appendix E).
+NF4 = torch.tensor([-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
+                    -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+                    0.07958029955625534, 0.16093020141124725, 0.24611230194568634,
+                    0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+                    0.7229568362236023, 1.0], dtype=torch.float32)
+
+
+def dynamic_map():
+    """bitsandbytes' signed dynamic 8-bit map: 7 exponent bits, linspace(0.1, 1) means."""
+    values = []
+    for i in range(7):
+        bounds = torch.linspace(0.1, 1, 2 ** i + 1, dtype=torch.float32)
+        means = (bounds[:-1] + bounds[1:]) / 2.0
+        values += ((10 ** (i - 6)) * means).tolist() + (-(10 ** (i - 6)) * means).tolist()
+    values += [0.0, 1.0]
+    return torch.tensor(sorted(values), dtype=torch.float32)
+
+
+def quantize_blockwise(x, code, block):
+    """Nearest level of x / absmax per block (first on ties): (indices, absmax)."""
+    n = x.numel()
+    blocks = (n + block - 1) // block
+    padded = torch.zeros(blocks * block, dtype=torch.float32)
+    padded[:n] = x
+    b = padded.view(blocks, block)
+    absmax = b.abs().max(dim=1).values
+    scaled = torch.clamp(b / absmax[:, None], -1, 1).reshape(-1)[:n]
+    idx = (scaled[:, None] - code[None, :]).abs().argmin(dim=1).to(torch.uint8)
+    return idx, absmax
+
+
+def nf4_round_trip(w, block, dq):
+    flat = w.detach().reshape(-1).float()
+    idx, absmax = quantize_blockwise(flat, NF4, block)
+    if dq:
+        code = dynamic_map()
+        offset = absmax.mean()
+        q, nested = quantize_blockwise(absmax - offset, code, 256)
+        decoded = torch.zeros(nested.numel() * 256)
+        decoded[:absmax.numel()] = code[q.long()]
+        absmax = (decoded.view(-1, 256) * nested[:, None]).reshape(-1)[:absmax.numel()] + offset
+    deq = (NF4[idx.long()].view(-1, block) * absmax[:, None]).view(w.shape)
+    return deq, idx, absmax
+
+
+def quantize_base(model, block, dq):
+    projections = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    with torch.no_grad():
+        for name, module in model.named_modules():
+            if isinstance(module, torch.nn.Linear) and name.split(".")[-1] in projections:
+                module.weight.copy_(nf4_round_trip(module.weight, block, dq)[0])
+
+
+def peft_outputs(model, ids):
+    model.eval()
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits.contiguous()
+        seq = model.generate(input_ids=ids[:1, :5], do_sample=False, max_new_tokens=16, pad_token_id=0)
+    return {"logits": logits, "greedy": seq[0, 5:].contiguous()}
+
+
+def load_base(path):
+    return transformers.AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+
+
+def make(base, root, ids_path):
+    from peft import IA3Config, LoraConfig, get_peft_model
+    ids = load_file(ids_path)["ids"]
+    configs = {
+        "lora": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                           task_type="CAUSAL_LM"),
+        "dora": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "o_proj", "up_proj"],
+                           use_dora=True, task_type="CAUSAL_LM"),
+        "ia3": IA3Config(task_type="CAUSAL_LM"),
+    }
+    for kind, config in configs.items():
+        torch.manual_seed(7)
+        model = get_peft_model(load_base(base), config)
+        # Move every adapter away from its identity start, so that a wrong formula shows.
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.2)
+                elif "lora_magnitude_vector" in name or "ia3_l" in name:
+                    p.mul_(1 + 0.2 * torch.randn_like(p))
+        model.save_pretrained(os.path.join(root, kind))
+        save_file(peft_outputs(model, ids), os.path.join(root, kind + ".safetensors"))
+
+
+def main():
+    torch.set_num_threads(1)
+    cmd = sys.argv[1]
+    if cmd == "make":
+        return make(*sys.argv[2:5])
+    if cmd == "nf4":
+        src, out, block, dq = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
+        deq, idx, absmax = nf4_round_trip(load_file(src)["w"], block, dq)
+        return save_file({"deq": deq.contiguous(), "idx": idx, "absmax": absmax}, out)
+    if cmd == "logits":
+        from peft import PeftModel
+        base, adapter, ids_path, out = sys.argv[2:6]
+        model = load_base(base)
+        if len(sys.argv) > 6:
+            quantize_base(model, int(sys.argv[6]), sys.argv[7] == "1")
+        model = PeftModel.from_pretrained(model, adapter)
+        return save_file(peft_outputs(model, load_file(ids_path)["ids"]), out)
+    raise SystemExit(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    main()
