@@ -18,7 +18,7 @@ void register_train_command(CLI::App& root, cli::CommandSet& commands) {
   const auto no = cli::ShortFlags::no;
   cli::add_section(cmd.app, cmd.sections, "model", cfg->model, no, {{"path", "model"}, {"device", "device"}});
   cli::add_section(cmd.app, cmd.sections, "precision", cfg->precision, no, {{"compute", "dtype"}});
-  cli::add_section(cmd.app, cmd.sections, "method", cfg->method, no, {{"name", "method"}});
+  cli::add_section(cmd.app, cmd.sections, "method", cfg->method, no, {{"name", "method"}, {"adapter", "adapter"}});
   cli::add_section(cmd.app, cmd.sections, "lora", cfg->lora);
   cli::add_section(cmd.app, cmd.sections, "ia3", cfg->ia3);
   cli::add_section(cmd.app, cmd.sections, "qlora", cfg->qlora);

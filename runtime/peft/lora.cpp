@@ -45,6 +45,29 @@ at::Tensor LoraAdapter::forward(const at::Tensor& x, const at::Tensor& base_out,
 }
 
 namespace {
+bool pattern_matches(const std::string& key, const std::string& name) {
+  if (name == key) return true;
+  return name.size() > key.size() && name.compare(name.size() - key.size(), key.size(), key) == 0 &&
+         name[name.size() - key.size() - 1] == '.';
+}
+}  // namespace
+
+LoraOptions LoraOptions::for_module(const std::string& name) const {
+  LoraOptions o = *this;
+  for (const auto& [key, r_] : rank_pattern)
+    if (pattern_matches(key, name)) {
+      o.r = r_;
+      break;
+    }
+  for (const auto& [key, a] : alpha_pattern)
+    if (pattern_matches(key, name)) {
+      o.alpha = a;
+      break;
+    }
+  return o;
+}
+
+namespace {
 const std::vector<std::string>& all_projections() {
   static const std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                  "gate_proj", "up_proj", "down_proj"};
@@ -82,9 +105,9 @@ std::vector<std::string> attach_lora(model::CausalLM& model, const LoraOptions& 
   std::vector<std::string> attached;
   for (auto& [name, linear] : model.named_linears()) {
     if (!targets.count(last_part(name))) continue;
-    std::shared_ptr<LoraAdapter> adapter = options.use_dora
-                                               ? std::make_shared<DoraAdapter>(*linear, options, gen)
-                                               : std::make_shared<LoraAdapter>(*linear, options, gen);
+    const LoraOptions o = options.for_module(name);
+    std::shared_ptr<LoraAdapter> adapter = o.use_dora ? std::make_shared<DoraAdapter>(*linear, o, gen)
+                                                      : std::make_shared<LoraAdapter>(*linear, o, gen);
     for (auto& p : adapter->parameters()) p.requires_grad_(true);
     linear->set_adapter(adapter, "lora");
     attached.push_back(name);
@@ -146,12 +169,12 @@ void load_adapter_biases(model::CausalLM& model, const st::SafetensorsFile& file
 
 }  // namespace
 
-nlohmann::json read_adapter_config(const std::string& dir) {
+nlohmann::ordered_json read_adapter_config(const std::string& dir) {
   const std::string config_path = dir + "/adapter_config.json";
   std::ifstream in(config_path);
   if (!in) throw Error(config_path + ": cannot read (is " + dir + " a PEFT adapter directory?)");
   try {
-    return nlohmann::json::parse(in);
+    return nlohmann::ordered_json::parse(in);  // ordered: the first matching pattern wins
   } catch (const std::exception& e) {
     throw Error(config_path + ": not valid JSON: " + e.what());
   }
@@ -173,12 +196,20 @@ void load_adapter_tensors(model::CausalLM& model, const std::string& dir, const 
                   " and the model give " + c10::str(item.value().sizes()));
     item.value().copy_(src);
   }
-  const nlohmann::json c = read_adapter_config(dir);
+  const nlohmann::ordered_json c = read_adapter_config(dir);
   if (c.value("bias", "none") != "none") load_adapter_biases(model, *file);
 }
 
-LoraOptions lora_options_of(const nlohmann::json& c) {
+LoraOptions lora_options_of(const nlohmann::ordered_json& c) {
   LoraOptions o;
+  for (const char* key : {"rank_pattern", "alpha_pattern"}) {
+    if (!c.contains(key) || c[key].is_null()) continue;
+    if (!c[key].is_object()) throw Error(std::string("adapter_config.json: ") + key + " must be an object");
+    for (const auto& [k, v] : c[key].items()) {
+      if (key[0] == 'r') o.rank_pattern.emplace_back(k, v.get<int64_t>());
+      else o.alpha_pattern.emplace_back(k, v.get<double>());
+    }
+  }
   o.r = c.value("r", int64_t(8));
   o.alpha = c.value("lora_alpha", 8.0);
   o.use_rslora = c.value("use_rslora", false);
@@ -189,7 +220,7 @@ LoraOptions lora_options_of(const nlohmann::json& c) {
 }
 
 void load_lora_adapter(model::CausalLM& model, const std::string& dir) {
-  const nlohmann::json c = read_adapter_config(dir);
+  const nlohmann::ordered_json c = read_adapter_config(dir);
   if (c.value("peft_type", "") != "LORA")
     throw Error(dir + "/adapter_config.json: peft_type is '" + c.value("peft_type", "") + "'; expected LORA");
   const LoraOptions o = lora_options_of(c);

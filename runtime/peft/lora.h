@@ -20,7 +20,13 @@ struct LoraOptions {
   // HF module names' last part (q_proj, ..., down_proj), or {"all-linear"}: the seven projections.
   std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj"};
   bool use_dora = false;  // DoRA (runtime/peft/dora.h): a learned magnitude per output row
+  // PEFT's rank_pattern / alpha_pattern: a key ("down_proj", "layers.0.self_attn.q_proj")
+  // matches a module whose name is the key or ends with "." + key; the first match wins.
+  std::vector<std::pair<std::string, int64_t>> rank_pattern;
+  std::vector<std::pair<std::string, double>> alpha_pattern;
   double scaling() const;
+  // These options with r and alpha of module `name` ("model.layers.0.mlp.down_proj").
+  LoraOptions for_module(const std::string& name) const;
   // target_modules with "all-linear" expanded to the seven projections; unknown names throw
   // ftune::Error naming the closest module.
   std::vector<std::string> resolved_targets() const;
@@ -62,9 +68,9 @@ size_t train_biases(model::CausalLM& model, const std::string& bias);
 std::string peft_bias_key(const std::string& ftune_name, bool adapted);
 
 // adapter_config.json of a PEFT adapter directory; throws ftune::Error naming the file.
-nlohmann::json read_adapter_config(const std::string& dir);
+nlohmann::ordered_json read_adapter_config(const std::string& dir);
 // The LoRA/DoRA options an adapter_config.json (peft_type LORA) gives.
-LoraOptions lora_options_of(const nlohmann::json& adapter_config);
+LoraOptions lora_options_of(const nlohmann::ordered_json& adapter_config);
 // Copies every attached adapter parameter (LoRA, DoRA, IA³) and the trained biases from
 // dir/adapter_model.safetensors; `what` describes the config in shape errors ("r = 8").
 void load_adapter_tensors(model::CausalLM& model, const std::string& dir, const std::string& what);

@@ -19,14 +19,24 @@ bool is_adapter_parameter(const std::string& name) {
   return name.find(".lora.") != std::string::npos || name.find(".ia3.") != std::string::npos;
 }
 
-nlohmann::json lora_config(const AdapterSpec& s) {
-  return {{"peft_type", "LORA"}, {"r", s.lora.r}, {"lora_alpha", s.lora.alpha},
+using Json = nlohmann::ordered_json;  // PEFT's patterns are ordered: the first match wins
+
+Json pattern_json(const std::vector<std::pair<std::string, double>>& p) {
+  Json j = Json::object();
+  for (const auto& [k, v] : p) j[k] = v;
+  return j;
+}
+
+Json lora_config(const AdapterSpec& s) {
+  Json rank = Json::object();
+  for (const auto& [k, r] : s.lora.rank_pattern) rank[k] = r;
+  return {{"peft_type", "LORA"}, {"rank_pattern", rank}, {"alpha_pattern", pattern_json(s.lora.alpha_pattern)}, {"r", s.lora.r}, {"lora_alpha", s.lora.alpha},
           {"lora_dropout", s.lora.dropout}, {"target_modules", s.lora.resolved_targets()},
           {"bias", s.bias}, {"use_rslora", s.lora.use_rslora}, {"use_dora", s.lora.use_dora},
           {"fan_in_fan_out", false}};
 }
 
-nlohmann::json ia3_config(const AdapterSpec& s) {
+Json ia3_config(const AdapterSpec& s) {
   LoraOptions names;
   names.target_modules = s.ia3.target_modules;
   return {{"peft_type", "IA3"}, {"target_modules", names.resolved_targets()},
@@ -34,7 +44,7 @@ nlohmann::json ia3_config(const AdapterSpec& s) {
           {"init_ia3_weights", true}};
 }
 
-std::vector<std::string> string_list(const nlohmann::json& c, const char* key, const std::string& path) {
+std::vector<std::string> string_list(const Json& c, const char* key, const std::string& path) {
   if (!c.contains(key) || c[key].is_null()) return {};
   if (c[key].is_string()) {
     throw Error(path + ": " + key + " is a regular expression ('" + c[key].get<std::string>() +
@@ -52,17 +62,37 @@ void AdapterSpec::check() const {
   lora.resolved_targets();
 }
 
-size_t attach_adapters(model::CausalLM& model, const AdapterSpec& spec, uint64_t seed) {
+size_t attach_adapters(model::CausalLM& model, const AdapterSpec& given, uint64_t seed) {
+  const AdapterSpec spec = given.init_from.empty() ? given : continued_spec(given);
   spec.check();
+  size_t biases = 0;
   if (spec.method == "ia3") {
     attach_ia3(model, spec.ia3);
-    return 0;
+  } else {
+    LoraOptions lo = spec.lora;
+    lo.use_dora = lo.use_dora || spec.method == "dora";
+    if (spec.method == "qlora") attach_qlora(model, lo, spec.nf4, seed);
+    else attach_lora(model, lo, seed);
+    biases = train_biases(model, spec.bias);
   }
-  LoraOptions lo = spec.lora;
-  lo.use_dora = lo.use_dora || spec.method == "dora";
-  if (spec.method == "qlora") attach_qlora(model, lo, spec.nf4, seed);
-  else attach_lora(model, lo, seed);
-  return train_biases(model, spec.bias);
+  if (!spec.init_from.empty()) load_adapter_tensors(model, spec.init_from, "its adapter_config.json");
+  return biases;
+}
+
+AdapterSpec continued_spec(const AdapterSpec& spec) {
+  const AdapterSpec found = read_adapter_spec(spec.init_from);
+  const bool fits = spec.method == "ia3" ? found.method == "ia3"
+                    : spec.method == "dora" ? found.method == "dora"
+                                            : found.method == "lora";
+  if (!fits)
+    throw Error("method.adapter = " + spec.init_from + " holds a " + found.method + " adapter, but method.name = " +
+                spec.method + "; set method.name = " + found.method);
+  AdapterSpec s = spec;
+  s.lora = found.lora;
+  s.lora.dropout = spec.lora.dropout;  // a training setting, not part of the adapter
+  s.bias = found.bias;
+  s.ia3 = found.ia3;
+  return s;
 }
 
 void write_adapter(model::CausalLM& model, const AdapterSpec& spec, const std::string& dir,
@@ -82,7 +112,7 @@ void write_adapter(model::CausalLM& model, const AdapterSpec& spec, const std::s
   st::write_file(dir + "/adapter_model.safetensors", views, {{"format", "pt"}});
   AdapterSpec s = spec;
   s.lora.use_dora = s.lora.use_dora || s.method == "dora";
-  nlohmann::json c = s.method == "ia3" ? ia3_config(s) : lora_config(s);
+  Json c = s.method == "ia3" ? ia3_config(s) : lora_config(s);
   c["task_type"] = "CAUSAL_LM";
   c["inference_mode"] = true;
   c["modules_to_save"] = nullptr;
@@ -90,8 +120,8 @@ void write_adapter(model::CausalLM& model, const AdapterSpec& spec, const std::s
   std::ofstream(dir + "/adapter_config.json") << c.dump(2) << "\n";
 }
 
-AdapterSpec load_adapter(model::CausalLM& model, const std::string& dir) {
-  const nlohmann::json c = read_adapter_config(dir);
+AdapterSpec read_adapter_spec(const std::string& dir) {
+  const Json c = read_adapter_config(dir);
   const std::string path = dir + "/adapter_config.json";
   const std::string type = c.value("peft_type", "");
   AdapterSpec s;
@@ -99,17 +129,21 @@ AdapterSpec load_adapter(model::CausalLM& model, const std::string& dir) {
     s.lora = lora_options_of(c);
     s.method = s.lora.use_dora ? "dora" : "lora";
     s.bias = c.value("bias", "none");
-    attach_lora(model, s.lora, 0);
-    load_adapter_tensors(model, dir, "r = " + std::to_string(s.lora.r));
   } else if (type == "IA3") {
     s.method = "ia3";
     s.ia3.target_modules = string_list(c, "target_modules", path);
     s.ia3.feedforward_modules = string_list(c, "feedforward_modules", path);
-    attach_ia3(model, s.ia3);
-    load_adapter_tensors(model, dir, "IA3");
   } else {
     throw Error(path + ": peft_type '" + type + "' is not one ftune loads (LORA, including DoRA, or IA3)");
   }
+  return s;
+}
+
+AdapterSpec load_adapter(model::CausalLM& model, const std::string& dir) {
+  AdapterSpec s = read_adapter_spec(dir);
+  if (s.method == "ia3") attach_ia3(model, s.ia3);
+  else attach_lora(model, s.lora, 0);
+  load_adapter_tensors(model, dir, s.method == "ia3" ? "IA3" : "r = " + std::to_string(s.lora.r));
   return s;
 }
 

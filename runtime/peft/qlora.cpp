@@ -34,7 +34,7 @@ std::vector<std::string> attach_qlora(model::CausalLM& model, const LoraOptions&
   for (auto& [name, linear] : model.named_linears()) {
     Nf4Tensor q = quantize_nf4(linear->weight, nf4);
     if (targets.count(name.substr(name.rfind('.') + 1))) {
-      auto adapter = std::make_shared<QLoraAdapter>(*linear, lora, gen, std::move(q));
+      auto adapter = std::make_shared<QLoraAdapter>(*linear, lora.for_module(name), gen, std::move(q));
       for (auto& p : adapter->parameters()) p.requires_grad_(true);
       linear->set_adapter(adapter, "lora");
       attached.push_back(name);

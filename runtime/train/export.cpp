@@ -45,7 +45,12 @@ peft::AdapterSpec adapter_spec(const TrainConfig& cfg) {
   s.ia3 = {cfg.ia3.target_modules, cfg.ia3.feedforward_modules};
   s.nf4.block = cfg.qlora.block;
   s.nf4.double_quant = cfg.qlora.double_quant;
-  return s;
+  for (const auto& [name, r] : parse_pattern(cfg.lora.rank_pattern, "lora.rank_pattern"))
+    s.lora.rank_pattern.emplace_back(name, int64_t(r));
+  s.lora.alpha_pattern = parse_pattern(cfg.lora.alpha_pattern, "lora.alpha_pattern");
+  s.init_from = cfg.method.adapter;
+  // Continuing: the adapter's own options, so that the export describes what trained.
+  return s.init_from.empty() ? s : peft::continued_spec(s);
 }
 
 void export_model(const TrainConfig& cfg, Run& run, Rank& rank, const std::string& dir) {

@@ -46,6 +46,9 @@ void validate_sections(const TrainConfig& c) {
   require(c.lora.alpha > 0, "lora.alpha must be positive");
   require(c.lora.dropout >= 0 && c.lora.dropout < 1, "lora.dropout must be in [0, 1)");
   require(!c.lora.target_modules.empty(), "lora.target_modules is empty: name the projections, or all-linear");
+  for (const auto& [name, r] : parse_pattern(c.lora.rank_pattern, "lora.rank_pattern"))
+    require(r == std::floor(r), "lora.rank_pattern: the rank of " + name + " must be a whole number");
+  parse_pattern(c.lora.alpha_pattern, "lora.alpha_pattern");
   require(!c.ia3.target_modules.empty(), "ia3.target_modules is empty: name the projections");
   require(c.qlora.block >= 16 && (c.qlora.block & (c.qlora.block - 1)) == 0,
           "qlora.block = " + str(c.qlora.block) + " must be a power of two, at least 16 (bitsandbytes: 64)");
@@ -84,6 +87,8 @@ void validate_across(const TrainConfig& c, int world_size) {
   require(uses_lora(c.method.name) || c.lora.bias == "none",
           "lora.bias = " + c.lora.bias + " applies to method.name = lora, dora or qlora (full fine-tuning "
           "trains every bias)");
+  require(c.method.adapter.empty() || c.method.name != "full",
+          "method.adapter continues training an adapter: set method.name to lora, dora, qlora or ia3");
   require(c.method.name != "qlora" || c.method.shard != "sharded",
           "method.shard = sharded: qlora's 4-bit base is held whole on every rank (0.5 bytes per "
           "weight); use method.shard = auto or replicated");
@@ -95,6 +100,25 @@ void validate_across(const TrainConfig& c, int world_size) {
 }
 
 }  // namespace
+
+std::vector<std::pair<std::string, double>> parse_pattern(const std::vector<std::string>& items,
+                                                          const std::string& key) {
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& item : items) {
+    const size_t eq = item.find('=');
+    double v = 0;
+    size_t used = 0;
+    try {
+      if (eq != std::string::npos) v = std::stod(item.substr(eq + 1), &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (eq == std::string::npos || eq == 0 || used == 0 || used != item.size() - eq - 1 || !(v > 0))
+      throw Error(key + ": '" + item + "' is not NAME=VALUE with a positive value (e.g. down_proj=4)");
+    out.emplace_back(item.substr(0, eq), v);
+  }
+  return out;
+}
 
 bool uses_lora(const std::string& m) { return m == "lora" || m == "dora" || m == "qlora"; }
 

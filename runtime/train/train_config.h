@@ -37,8 +37,11 @@ struct PrecisionSection {
 struct MethodSection {
   std::string name = "full";   // full | lora | dora | qlora | ia3
   std::string shard = "auto";  // auto | sharded | replicated (the frozen base, LoRA)
+  std::string adapter;         // a PEFT adapter directory to continue training
   template <class F>
   void fields(F&& f) {
+    f("adapter", adapter, "start from this PEFT adapter directory (continue training): its rank, "
+                          "alpha, patterns and target modules replace the [lora] / [ia3] ones");
     f("name", name, "full (all weights, sharded FSDP-style), lora, dora (LoRA with a learned "
                     "magnitude), qlora (LoRA on a 4-bit NF4 base) or ia3 (learned rescaling vectors)");
     f("shard", shard, "lora's frozen base: replicated on every rank, sharded, or auto (replicated)");
@@ -52,6 +55,8 @@ struct LoraSection {
   bool use_rslora = false;
   std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj"};
   std::string bias = "none";  // none | all | lora_only
+  std::vector<std::string> rank_pattern;   // "down_proj=4", "layers.0.self_attn.q_proj=8"
+  std::vector<std::string> alpha_pattern;  // "q_proj=16"
   template <class F>
   void fields(F&& f) {
     f("r", r, "LoRA rank");
@@ -61,6 +66,9 @@ struct LoraSection {
     f("target_modules", target_modules, "projections that get adapters (q_proj ... down_proj, or all-linear)");
     f("bias", bias, "biases that train beside the adapters: none, all, or lora_only (those of "
                     "the adapted projections); as PEFT's bias option");
+    f("rank_pattern", rank_pattern, "per-module ranks, NAME=R: NAME is a module name or its end "
+                                    "(down_proj, layers.0.self_attn.q_proj); the first match wins");
+    f("alpha_pattern", alpha_pattern, "per-module alphas, NAME=ALPHA, matched as lora.rank_pattern");
   }
 };
 
@@ -213,6 +221,11 @@ struct TrainConfig {
   LogSection log;
   std::string resolved_toml;  // the whole config as run (written to OUT/config.toml); not a key
 };
+
+// "NAME=VALUE" items of lora.rank_pattern / lora.alpha_pattern, in order; throws ftune::Error
+// naming `key` when an item has no '=' or a value that is not a positive number.
+std::vector<std::pair<std::string, double>> parse_pattern(const std::vector<std::string>& items,
+                                                          const std::string& key);
 
 // Whether the method trains LoRA adapters (lora, dora, qlora): the [lora] section applies.
 bool uses_lora(const std::string& method);

@@ -1,6 +1,7 @@
 """PEFT-side references for ftune's fine-tuning methods (float32, CPU).
 
-  make BASE OUT_ROOT IDS          PEFT creates a LoRA, a DoRA and an IA3 adapter on BASE with
+  make BASE OUT_ROOT IDS          PEFT creates a LoRA, a DoRA, an IA3 and a LoRA adapter with
+                                  rank and alpha patterns on BASE with
                                   non-trivial weights, saves each to OUT_ROOT/<kind>, and writes
                                   OUT_ROOT/<kind>.safetensors with PEFT's logits of IDS
   logits BASE ADAPTER IDS OUT [BLOCK DQ]
@@ -98,6 +99,11 @@ def make(base, root, ids_path):
         "dora": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "o_proj", "up_proj"],
                            use_dora=True, task_type="CAUSAL_LM"),
         "ia3": IA3Config(task_type="CAUSAL_LM"),
+        # Per-module ranks and alphas; layer 0's q_proj matches both of its rank keys and PEFT
+        # takes the first.
+        "patterns": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                               rank_pattern={"layers.0.self_attn.q_proj": 3, "q_proj": 2, "down_proj": 6},
+                               alpha_pattern={"v_proj": 20}, task_type="CAUSAL_LM"),
     }
     for kind, config in configs.items():
         torch.manual_seed(7)

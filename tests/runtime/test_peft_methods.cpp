@@ -131,7 +131,7 @@ class PeftMethods : public TrainE2E {
   }
 };
 
-// PEFT creates LoRA, DoRA and IA3 adapters (moved away from their identity start) and saves
+// PEFT creates LoRA, DoRA, IA3 and rank/alpha-pattern adapters (moved away from their identity start) and saves
 // them; ftune loads each with PEFT's logits, generates PEFT's greedy ids, and merges it.
 TEST_F(PeftMethods, AdaptersPeftWroteLoadWithPeftsLogits) {
   write_ids(tmp_.file("ids.safetensors"));
@@ -143,7 +143,7 @@ TEST_F(PeftMethods, AdaptersPeftWroteLoadWithPeftsLogits) {
     at::NoGradGuard no_grad;
     base_logits = base()->forward(ids());
   }
-  for (const std::string kind : {"lora", "dora", "ia3"}) {
+  for (const std::string kind : {"lora", "dora", "ia3", "patterns"}) {
     const std::string dir = tmp_.file("peft/" + kind), ref = tmp_.file("peft/" + kind + ".safetensors");
     EXPECT_GT(max_abs_diff(read_tensor(ref, "logits"), base_logits), 1e-2) << kind << ": the adapter is no identity";
     const double diff = max_abs_diff(logits_with(dir), read_tensor(ref, "logits"));
@@ -152,6 +152,37 @@ TEST_F(PeftMethods, AdaptersPeftWroteLoadWithPeftsLogits) {
     expect_same_greedy("--model " + shell_quote(tmp_.file("base")) + " --adapter " + shell_quote(dir), ref);
     EXPECT_LT(max_abs_diff(logits_with(dir, /*merge=*/true), read_tensor(ref, "logits")), 1e-4) << kind << " merged";
   }
+}
+
+// `train --adapter DIR` continues an adapter PEFT wrote: its per-module ranks and alphas (not
+// the [lora] defaults) train and are exported, PEFT loads the export with ftune's logits.
+TEST_F(PeftMethods, TrainingContinuesFromAPeftAdapterWithPatterns) {
+  write_ids(tmp_.file("ids.safetensors"));
+  auto r = run_oracle("peft_oracle.py", "make " + shell_quote(tmp_.file("base")) + " " + shell_quote(tmp_.file("peft")) +
+                                            " " + shell_quote(tmp_.file("ids.safetensors")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string start = tmp_.file("peft/patterns");
+  const std::string out = train("lora", "--data.global_batch 4 --data.val_fraction 0 --train.steps 2 --optim.lr 1e-2 "
+                                        "--adapter " + shell_quote(start));
+  const std::string adapter = out + "/final";
+  std::ifstream in(adapter + "/adapter_config.json");
+  const auto c = nlohmann::ordered_json::parse(in);
+  // PEFT writes its config with sorted keys and matches patterns in the order it reads them.
+  EXPECT_EQ(c["rank_pattern"].dump(), R"({"down_proj":6,"layers.0.self_attn.q_proj":3,"q_proj":2})");
+  EXPECT_EQ(c["alpha_pattern"]["v_proj"].get<double>(), 20.0);
+  const std::string q0 = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight";
+  const at::Tensor trained = read_tensor(adapter + "/adapter_model.safetensors", q0);
+  EXPECT_EQ(trained.sizes(), (std::vector<int64_t>{3, 64})) << "the first matching key's rank";
+  EXPECT_EQ(read_tensor(adapter + "/adapter_model.safetensors",
+                        "base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight").size(0), 2);
+  const at::Tensor before = read_tensor(start + "/adapter_model.safetensors", q0);
+  const double moved = max_abs_diff(trained, before);
+  EXPECT_GT(moved, 1e-5) << "it trained";
+  EXPECT_LT(moved, 0.1) << "from PEFT's weights, not from a fresh start";
+  const std::string ref = peft_logits(adapter, "continued");
+  const double diff = max_abs_diff(logits_with(adapter), read_tensor(ref, "logits"));
+  std::printf("[peft] continued from PEFT's adapter with patterns: max |logit diff| vs PEFT %.3g\n", diff);
+  EXPECT_LT(diff, 1e-4);
 }
 
 TEST_F(PeftMethods, DoraTrainsAndPeftReproducesIt) {
