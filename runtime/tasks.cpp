@@ -1,5 +1,6 @@
 #include "runtime/tasks.h"
 
+#include "runtime/peft/bnb4bit.h"
 #include "runtime/peft/methods.h"
 
 #include <algorithm>
@@ -231,7 +232,7 @@ GenerateResult run_generate(const GenerateConfig& c) {
   auto tok = generate_tokenizer(c);
   std::vector<int64_t> prompt = prompt_token_ids(c, tok.get());
   const c10::Device device = parse_device(c.device);
-  auto model = load_model(c.model, torch::TensorOptions(parse_scalar_type(c.dtype)).device(device));
+  auto model = peft::load_base(c.model, torch::TensorOptions(parse_scalar_type(c.dtype)).device(device));
   if (!c.adapter.empty()) peft::load_adapter(*model, c.adapter);
   model->eval();
   SamplingOptions s;

@@ -65,6 +65,9 @@ void AdapterSpec::check() const {
 size_t attach_adapters(model::CausalLM& model, const AdapterSpec& given, uint64_t seed) {
   const AdapterSpec spec = given.init_from.empty() ? given : continued_spec(given);
   spec.check();
+  if (spec.method != "qlora" && has_nf4_base(model))
+    throw Error("the base is a 4-bit (bitsandbytes NF4) checkpoint: method.name = " + spec.method +
+                " needs its weights; use method.name = qlora");
   size_t biases = 0;
   if (spec.method == "ia3") {
     attach_ia3(model, spec.ia3);
@@ -141,8 +144,18 @@ AdapterSpec read_adapter_spec(const std::string& dir) {
 
 AdapterSpec load_adapter(model::CausalLM& model, const std::string& dir) {
   AdapterSpec s = read_adapter_spec(dir);
-  if (s.method == "ia3") attach_ia3(model, s.ia3);
-  else attach_lora(model, s.lora, 0);
+  if (has_nf4_base(model)) {
+    // A 4-bit base (a bnb-4bit checkpoint): LoRA runs on it as in QLoRA training.
+    if (s.method != "lora")
+      throw Error(dir + ": a " + s.method + " adapter needs the base's weights, but the base is in 4 bits; "
+                  "load a bf16 or float32 base");
+    s.method = "qlora";
+    attach_qlora(model, s.lora, {}, 0);
+  } else if (s.method == "ia3") {
+    attach_ia3(model, s.ia3);
+  } else {
+    attach_lora(model, s.lora, 0);
+  }
   load_adapter_tensors(model, dir, s.method == "ia3" ? "IA3" : "r = " + std::to_string(s.lora.r));
   return s;
 }

@@ -108,7 +108,8 @@ at::Tensor nf4_absmax(const Nf4Tensor& q) {
   if (!q.nested_absmax.defined()) return q.absmax;
   const int64_t n = q.absmax.numel(), blocks = q.nested_absmax.numel();
   at::Tensor v = at::zeros({blocks * q.nested_block}, q.nested_absmax.options());
-  v.narrow(0, 0, n).copy_(dynamic_code().to(q.absmax.device()).index({q.absmax.to(at::kLong)}));
+  const at::Tensor& code = q.nested_code.defined() ? q.nested_code : dynamic_code();
+  v.narrow(0, 0, n).copy_(code.to(q.absmax.device()).index({q.absmax.to(at::kLong)}));
   v = (v.view({blocks, q.nested_block}) * q.nested_absmax.unsqueeze(1)).reshape({-1}).narrow(0, 0, n);
   return v + q.offset;
 }
@@ -117,7 +118,8 @@ at::Tensor dequantize_nf4(const Nf4Tensor& q, std::optional<at::ScalarType> dtyp
   at::NoGradGuard no_grad;
   at::Tensor hi = q.packed.__rshift__(4), lo = q.packed.bitwise_and(15);
   at::Tensor idx = at::stack({hi, lo}, 1).reshape({-1}).to(at::kLong);
-  at::Tensor values = nf4_code().to(q.packed.device()).index({idx}).view({-1, q.block});
+  const at::Tensor& code = q.code.defined() ? q.code : nf4_code();
+  at::Tensor values = code.to(q.packed.device()).index({idx}).view({-1, q.block});
   at::Tensor w = (values * nf4_absmax(q).unsqueeze(1)).view(q.shape);
   return w.to(dtype.value_or(q.dtype));
 }

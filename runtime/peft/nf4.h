@@ -30,6 +30,9 @@ struct Nf4Tensor {
   float offset = 0;          // the mean subtracted from absmax before its quantisation
   std::vector<int64_t> shape;
   int64_t block = 64, nested_block = 256;
+  // The 16 levels and the nested 256 levels, when a checkpoint brings its own (bitsandbytes'
+  // quant_map, nested_quant_map); undefined: nf4_code() and dynamic_code().
+  at::Tensor code, nested_code;
   at::ScalarType dtype = at::kFloat;  // what dequantise() returns by default (the original's)
   int64_t numel() const;
   int64_t bytes() const;  // [bytes] resident: packed + absmax (+ nested scales and offset)

@@ -32,7 +32,9 @@ std::vector<std::string> attach_qlora(model::CausalLM& model, const LoraOptions&
   std::vector<std::string> attached;
   at::NoGradGuard no_grad;
   for (auto& [name, linear] : model.named_linears()) {
-    Nf4Tensor q = quantize_nf4(linear->weight, nf4);
+    // A base loaded in 4 bits (a bnb-4bit checkpoint) keeps its own NF4 form.
+    auto loaded = std::dynamic_pointer_cast<Nf4Base>(linear->adapter());
+    Nf4Tensor q = loaded ? loaded->weight() : quantize_nf4(linear->weight, nf4);
     if (targets.count(name.substr(name.rfind('.') + 1))) {
       auto adapter = std::make_shared<QLoraAdapter>(*linear, lora.for_module(name), gen, std::move(q));
       for (auto& p : adapter->parameters()) p.requires_grad_(true);
@@ -45,6 +47,14 @@ std::vector<std::string> attach_qlora(model::CausalLM& model, const LoraOptions&
     linear->weight.set_data(at::empty({0}, linear->weight.options()));
   }
   return attached;
+}
+
+bool has_nf4_base(model::CausalLM& model) {
+  for (auto& [name, linear] : model.named_linears()) {
+    const auto& a = linear->adapter();
+    if (std::dynamic_pointer_cast<Nf4Base>(a) || std::dynamic_pointer_cast<QLoraAdapter>(a)) return true;
+  }
+  return false;
 }
 
 int64_t resident_bytes(model::CausalLM& model) {

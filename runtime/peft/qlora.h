@@ -33,9 +33,13 @@ class QLoraAdapter : public LoraAdapter {
 };
 
 // Quantises every projection of the model to NF4 (freeing its weight: the parameter keeps its
-// name but holds no values) and attaches LoRA to the targeted ones. Returns the adapted names.
+// name but holds no values; a projection already in NF4 keeps its form) and attaches LoRA to
+// the targeted ones. Returns the adapted names.
 std::vector<std::string> attach_qlora(model::CausalLM& model, const LoraOptions& lora, const Nf4Options& nf4,
                                       uint64_t seed);
+
+// Whether any projection holds its base in NF4.
+bool has_nf4_base(model::CausalLM& model);
 
 // [bytes] held by the model's tensors (parameters, NF4 copies), each storage once.
 int64_t resident_bytes(model::CausalLM& model);

@@ -20,6 +20,7 @@
 #include "runtime/checkpoint/hf_checkpoint.h"
 #include "runtime/comm/factory.h"
 #include "runtime/comm/world.h"
+#include "runtime/peft/bnb4bit.h"
 #include "runtime/peft/lora.h"
 #include "runtime/shard_model.h"
 #include "runtime/train/checkpoint.h"
@@ -111,8 +112,8 @@ Run build_model(const TrainConfig& cfg, Rank& rank) {
     spec.check();  // an unknown module is refused before the base loads
     const bool sliced = cfg.method.shard == "sharded";
     o.mode = sliced ? sharding::ShardMode::frozen_sharded : sharding::ShardMode::frozen_replicated;
-    run.model = model::load_model(cfg.model.path,
-                                  at::TensorOptions(sliced ? at::kFloat : o.compute_dtype).device(rank.device));
+    run.model = peft::load_base(cfg.model.path,
+                                at::TensorOptions(sliced ? at::kFloat : o.compute_dtype).device(rank.device));
     const size_t biases = peft::attach_adapters(*run.model, spec, uint64_t(cfg.train.seed));
     if (cfg.lora.bias != "none" && biases == 0 && rank.root())
       std::fprintf(stderr, "[train] note: lora.bias = %s, but this model's %s have no biases\n",

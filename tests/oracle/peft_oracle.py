@@ -11,6 +11,9 @@
                                   Linear4bit would compute it
   nf4 IN OUT BLOCK DQ             the reference NF4 round trip of IN's "w": OUT gets "deq",
                                   "idx" (uint8 level indices) and "absmax" (float32, as decoded)
+  bnb BASE OUT                    BASE with every projection in bitsandbytes' 4-bit layout (NF4,
+                                  block 64, double quantisation, by the reference below): OUT/ is
+                                  the checkpoint, OUT.safetensors the reference dequantised weights
 IDS is a safetensors file with "ids" [B, T]; "greedy" is 16 new tokens after the first 5 ids of
 row 0. bitsandbytes has no CPU path here, so NF4 is written out below from the QLoRA paper and
 bitsandbytes' documented layout (not imported from either).
@@ -68,6 +71,42 @@ def nf4_round_trip(w, block, dq):
         absmax = (decoded.view(-1, 256) * nested[:, None]).reshape(-1)[:absmax.numel()] + offset
     deq = (NF4[idx.long()].view(-1, block) * absmax[:, None]).view(w.shape)
     return deq, idx, absmax
+
+
+def write_bnb_4bit(base, out):
+    """A bnb-4bit directory: packed uint8 [n/2, 1] weights beside their quant_state tensors."""
+    import json
+    import shutil
+    os.makedirs(out, exist_ok=True)
+    config = json.load(open(os.path.join(base, "config.json")))
+    config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True,
+                                     "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True,
+                                     "bnb_4bit_compute_dtype": "float32"}
+    json.dump(config, open(os.path.join(out, "config.json"), "w"), indent=2)
+    if os.path.exists(os.path.join(base, "generation_config.json")):
+        shutil.copy(os.path.join(base, "generation_config.json"), out)
+    tensors, reference = {}, {}
+    code = dynamic_map()
+    for name, w in load_file(os.path.join(base, "model.safetensors")).items():
+        if not name.endswith("_proj.weight"):
+            tensors[name] = w
+            continue
+        flat = w.reshape(-1).float()
+        idx, absmax = quantize_blockwise(flat, NF4, 64)
+        offset = absmax.mean()
+        qabsmax, nested = quantize_blockwise(absmax - offset, code, 256)
+        tensors[name] = ((idx[0::2] << 4) | idx[1::2]).view(-1, 1).contiguous()
+        tensors[name + ".absmax"] = qabsmax
+        tensors[name + ".quant_map"] = NF4.clone()
+        tensors[name + ".nested_absmax"] = nested
+        tensors[name + ".nested_quant_map"] = code.clone()
+        state = {"quant_type": "nf4", "blocksize": 64, "dtype": "float32", "shape": list(w.shape),
+                 "nested_blocksize": 256, "nested_offset": offset.item(), "nested_dtype": "float32"}
+        tensors[name + ".quant_state.bitsandbytes__nf4"] = torch.tensor(list(json.dumps(state).encode()),
+                                                                         dtype=torch.uint8)
+        reference[name] = nf4_round_trip(w, 64, True)[0].contiguous()
+    save_file(tensors, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+    save_file(reference, out + ".safetensors")
 
 
 def quantize_base(model, block, dq):
@@ -128,6 +167,8 @@ def main():
         src, out, block, dq = sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
         deq, idx, absmax = nf4_round_trip(load_file(src)["w"], block, dq)
         return save_file({"deq": deq.contiguous(), "idx": idx, "absmax": absmax}, out)
+    if cmd == "bnb":
+        return write_bnb_4bit(sys.argv[2], sys.argv[3])
     if cmd == "logits":
         from peft import PeftModel
         base, adapter, ids_path, out = sys.argv[2:6]

@@ -6,6 +6,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "runtime/generate.h"
+#include "runtime/peft/bnb4bit.h"
 #include "runtime/peft/dora.h"
 #include "runtime/peft/methods.h"
 #include "runtime/peft/qlora.h"
@@ -232,6 +233,35 @@ TEST_F(PeftMethods, QloraTrainsAndPeftOnTheReferenceNf4ReproducesIt) {
   const double formula = std::atof(r.output.c_str() + r.output.rfind('(', at) + 1);
   std::printf("[peft] qlora resident %.0f bytes, model info --quant nf4 %.0f\n", resident, formula);
   EXPECT_NEAR(resident, formula, 0.1 * formula);
+}
+
+// A checkpoint the oracle writes in bitsandbytes' 4-bit layout loads without a detour through
+// float: every projection dequantises to the reference's weights bit for bit, its float weight
+// is gone, and the model computes what quantising the float base at load computes.
+TEST_F(PeftMethods, ABnb4bitCheckpointLoadsToTheReferenceWeights) {
+  auto r = run_oracle("peft_oracle.py", "bnb " + shell_quote(tmp_.file("base")) + " " + shell_quote(tmp_.file("bnb")));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(peft::is_bnb_4bit(tmp_.file("bnb")));
+  EXPECT_FALSE(peft::is_bnb_4bit(tmp_.file("base")));
+  auto m = peft::load_base(tmp_.file("bnb"), at::TensorOptions(at::kFloat));
+  size_t compared = 0;
+  for (auto& [name, linear] : m->named_linears()) {
+    auto nf4 = std::dynamic_pointer_cast<peft::Nf4Base>(linear->adapter());
+    ASSERT_TRUE(nf4) << name;
+    EXPECT_EQ(linear->weight.numel(), 0) << name << ": no float copy";
+    EXPECT_TRUE(at::equal(peft::dequantize_nf4(nf4->weight()), read_tensor(tmp_.file("bnb.safetensors"), name + ".weight")))
+        << name;
+    ++compared;
+  }
+  EXPECT_EQ(compared, m->named_linears().size());
+  auto quantised_here = base();
+  peft::AdapterSpec spec;
+  spec.method = "qlora";
+  peft::attach_adapters(*quantised_here, spec, 0);
+  at::NoGradGuard no_grad;
+  EXPECT_LT(max_abs_diff(m->forward(ids()), quantised_here->forward(ids())), 1e-6);
+  spec.method = "lora";
+  EXPECT_NE(error_of([&] { peft::attach_adapters(*m, spec, 0); }).find("use method.name = qlora"), std::string::npos);
 }
 
 // An 8B-shaped config: about half a byte per projection weight plus the absmax overhead.
