@@ -12,7 +12,7 @@ namespace ftune {
 
 void register_train_command(CLI::App& root, cli::CommandSet& commands) {
   auto cfg = std::make_shared<train::TrainConfig>();
-  cli::Command& cmd = commands.add(&root, "train", "fine-tune a model: full (sharded), LoRA, DoRA, QLoRA or IA3; "
+  cli::Command& cmd = commands.add(&root, "train", "fine-tune a model: full (sharded), LoRA, DoRA, QLoRA, IA3 or prefix tuning; "
                                                     "one process per GPU under mpirun/srun");
   // Short forms for hand-typed runs and scripts: `--model DIR --data DIR --steps 100 ...`.
   const auto no = cli::ShortFlags::no;
@@ -22,6 +22,7 @@ void register_train_command(CLI::App& root, cli::CommandSet& commands) {
   cli::add_section(cmd.app, cmd.sections, "lora", cfg->lora);
   cli::add_section(cmd.app, cmd.sections, "ia3", cfg->ia3);
   cli::add_section(cmd.app, cmd.sections, "qlora", cfg->qlora);
+  cli::add_section(cmd.app, cmd.sections, "prefix", cfg->prefix);
   cli::add_section(cmd.app, cmd.sections, "data", cfg->data, no,
                    {{"shards", "data"}, {"seq_len", "seq-len"}, {"global_batch", "global-batch"}});
   cli::add_section(cmd.app, cmd.sections, "train", cfg->train, no,

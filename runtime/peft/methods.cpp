@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "common/error.h"
+#include "runtime/checkpoint/hf_checkpoint.h"
 #include "runtime/checkpoint/safetensors.h"
 #include "runtime/peft/dora.h"
 #include "runtime/peft/qlora.h"
@@ -53,24 +54,41 @@ std::vector<std::string> string_list(const Json& c, const char* key, const std::
   return c[key].get<std::vector<std::string>>();
 }
 
+void load_prefix_tensor(model::CausalLM& model, const std::string& dir) {
+  auto file = st::SafetensorsFile::open(dir + "/adapter_model.safetensors");
+  const st::TensorInfo* info = file->find("prompt_embeddings");
+  if (info == nullptr) throw Error(file->path() + ": no tensor prompt_embeddings");
+  at::Tensor e = at::from_blob(const_cast<uint8_t*>(file->data(*info)), info->shape,
+                               at::TensorOptions(model::to_scalar_type(info->dtype)));
+  load_prompt_embeddings(model, e.to(at::kFloat), file->path());
+}
+
 }  // namespace
 
 void AdapterSpec::check() const {
   if (method == "ia3") return ia3.check();
+  if (method == "prefix") {
+    if (prefix.num_virtual_tokens < 1) throw Error("prefix.num_virtual_tokens must be at least 1");
+    return;
+  }
   if (!lora_family(method))
-    throw Error("method.name = '" + method + "' attaches no adapters (choose lora, dora, qlora or ia3)");
+    throw Error("method.name = '" + method + "' attaches no adapters (choose lora, dora, qlora, ia3 or prefix)");
   lora.resolved_targets();
 }
 
 size_t attach_adapters(model::CausalLM& model, const AdapterSpec& given, uint64_t seed) {
   const AdapterSpec spec = given.init_from.empty() ? given : continued_spec(given);
   spec.check();
-  if (spec.method != "qlora" && has_nf4_base(model))
+  if (spec.method != "qlora" && spec.method != "prefix" && has_nf4_base(model))
     throw Error("the base is a 4-bit (bitsandbytes NF4) checkpoint: method.name = " + spec.method +
                 " needs its weights; use method.name = qlora");
   size_t biases = 0;
   if (spec.method == "ia3") {
     attach_ia3(model, spec.ia3);
+  } else if (spec.method == "prefix") {
+    attach_prefix(model, spec.prefix, seed);
+    if (!spec.init_from.empty()) load_prefix_tensor(model, spec.init_from);
+    return 0;
   } else {
     LoraOptions lo = spec.lora;
     lo.use_dora = lo.use_dora || spec.method == "dora";
@@ -84,7 +102,7 @@ size_t attach_adapters(model::CausalLM& model, const AdapterSpec& given, uint64_
 
 AdapterSpec continued_spec(const AdapterSpec& spec) {
   const AdapterSpec found = read_adapter_spec(spec.init_from);
-  const bool fits = spec.method == "ia3" ? found.method == "ia3"
+  const bool fits = spec.method == "ia3" || spec.method == "prefix" ? found.method == spec.method
                     : spec.method == "dora" ? found.method == "dora"
                                             : found.method == "lora";
   if (!fits)
@@ -95,12 +113,24 @@ AdapterSpec continued_spec(const AdapterSpec& spec) {
   s.lora.dropout = spec.lora.dropout;  // a training setting, not part of the adapter
   s.bias = found.bias;
   s.ia3 = found.ia3;
+  s.prefix = found.prefix;
   return s;
 }
 
 void write_adapter(model::CausalLM& model, const AdapterSpec& spec, const std::string& dir,
                    const std::string& base_model_path) {
   fs::create_directories(dir);
+  if (spec.method == "prefix") {
+    const at::Tensor e = prompt_embeddings(model);
+    st::write_file(dir + "/adapter_model.safetensors",
+                   {{"prompt_embeddings", st::DType::F32, e.sizes().vec(), e.data_ptr()}}, {{"format", "pt"}});
+    Json c = prefix_config(model, spec.prefix);
+    c["task_type"] = "CAUSAL_LM";
+    c["inference_mode"] = true;
+    c["base_model_name_or_path"] = base_model_path;
+    std::ofstream(dir + "/adapter_config.json") << c.dump(2) << "\n";
+    return;
+  }
   std::vector<at::Tensor> keep;
   std::vector<st::TensorView> views;
   auto add = [&](const std::string& key, const at::Tensor& t) {
@@ -136,14 +166,27 @@ AdapterSpec read_adapter_spec(const std::string& dir) {
     s.method = "ia3";
     s.ia3.target_modules = string_list(c, "target_modules", path);
     s.ia3.feedforward_modules = string_list(c, "feedforward_modules", path);
+  } else if (type == "PREFIX_TUNING") {
+    // With prefix_projection PEFT saves the MLP's output, so the file is the prefix either way.
+    s.method = "prefix";
+    s.prefix.num_virtual_tokens = c.value("num_virtual_tokens", int64_t(0));
+    if (c.value("num_transformer_submodules", int64_t(1)) != 1)
+      throw Error(path + ": num_transformer_submodules = " + std::to_string(c.value("num_transformer_submodules", 1)) +
+                  "; a decoder-only model has 1");
   } else {
-    throw Error(path + ": peft_type '" + type + "' is not one ftune loads (LORA, including DoRA, or IA3)");
+    throw Error(path + ": peft_type '" + type + "' is not one ftune loads (LORA, including DoRA; IA3; "
+                "PREFIX_TUNING)");
   }
   return s;
 }
 
 AdapterSpec load_adapter(model::CausalLM& model, const std::string& dir) {
   AdapterSpec s = read_adapter_spec(dir);
+  if (s.method == "prefix") {
+    attach_prefix(model, s.prefix, 0);
+    load_prefix_tensor(model, dir);
+    return s;
+  }
   if (has_nf4_base(model)) {
     // A 4-bit base (a bnb-4bit checkpoint): LoRA runs on it as in QLoRA training.
     if (s.method != "lora")
@@ -161,6 +204,10 @@ AdapterSpec load_adapter(model::CausalLM& model, const std::string& dir) {
 }
 
 size_t merge_adapters(model::CausalLM& model) {
+  if (model.prefix_tokens() > 0)
+    throw Error("prefix tuning cannot be merged: its virtual keys and values are extra tokens every layer "
+                "attends to, not a change of any weight, so there is nothing to fold into the base; run it "
+                "unmerged with `ftune generate --adapter DIR`");
   for (auto& [name, linear] : model.named_linears())
     if (std::dynamic_pointer_cast<Nf4Base>(linear->adapter()) || std::dynamic_pointer_cast<QLoraAdapter>(linear->adapter()))
       throw Error("cannot merge into a 4-bit base (" + name + "): load the base in bf16 or float32 and merge there");

@@ -9,18 +9,22 @@
 #include "runtime/peft/ia3.h"
 #include "runtime/peft/lora.h"
 #include "runtime/peft/nf4.h"
+#include "runtime/peft/prefix.h"
 
 namespace ftune::peft {
 
 struct AdapterSpec {
-  std::string method = "lora";  // lora | dora | qlora | ia3 (as method.name)
+  std::string method = "lora";  // lora | dora | qlora | ia3 | prefix (as method.name)
   LoraOptions lora;             // lora, dora, qlora (use_dora set for dora)
   std::string bias = "none";    // PEFT's bias option (LoRA family)
   Ia3Options ia3;
   Nf4Options nf4;               // qlora's base
+  PrefixOptions prefix;
   // A PEFT adapter directory to start from (continue training); empty: fresh adapters.
   std::string init_from;
-  std::string peft_type() const { return method == "ia3" ? "IA3" : "LORA"; }
+  std::string peft_type() const {
+    return method == "ia3" ? "IA3" : method == "prefix" ? "PREFIX_TUNING" : "LORA";
+  }
   // Module names and options, before anything heavy loads; throws ftune::Error naming the key.
   void check() const;
 };
@@ -41,11 +45,11 @@ void write_adapter(model::CausalLM& model, const AdapterSpec& spec, const std::s
 AdapterSpec read_adapter_spec(const std::string& dir);
 
 // Attaches and loads the adapter PEFT (or ftune) wrote in dir, whatever its peft_type (LORA with
-// or without DoRA, IA3); returns what it found. Throws ftune::Error naming the file and key.
+// or without DoRA, IA3, PREFIX_TUNING); returns what it found. Throws ftune::Error naming the file and key.
 AdapterSpec load_adapter(model::CausalLM& model, const std::string& dir);
 
 // Folds the attached adapters into the base weights; returns the modules merged. Throws
-// ftune::Error with the reason for a method that cannot merge (or a quantised base).
+// ftune::Error with the reason for a method that cannot merge (prefix tuning, a quantised base).
 size_t merge_adapters(model::CausalLM& model);
 
 }  // namespace ftune::peft

@@ -45,6 +45,7 @@ peft::AdapterSpec adapter_spec(const TrainConfig& cfg) {
   s.ia3 = {cfg.ia3.target_modules, cfg.ia3.feedforward_modules};
   s.nf4.block = cfg.qlora.block;
   s.nf4.double_quant = cfg.qlora.double_quant;
+  s.prefix.num_virtual_tokens = cfg.prefix.num_virtual_tokens;
   for (const auto& [name, r] : parse_pattern(cfg.lora.rank_pattern, "lora.rank_pattern"))
     s.lora.rank_pattern.emplace_back(name, int64_t(r));
   s.lora.alpha_pattern = parse_pattern(cfg.lora.alpha_pattern, "lora.alpha_pattern");

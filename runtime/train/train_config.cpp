@@ -26,7 +26,7 @@ void validate_sections(const TrainConfig& c) {
   require(!c.model.path.empty(), "model.path is empty: give the model directory (--model DIR)");
   require_choice("precision.compute", c.precision.compute, {"float32", "bfloat16"});
   require_choice("precision.reduce", c.precision.reduce, {"float32", "bfloat16"});
-  require_choice("method.name", c.method.name, {"full", "lora", "dora", "qlora", "ia3"});
+  require_choice("method.name", c.method.name, {"full", "lora", "dora", "qlora", "ia3", "prefix"});
   require_choice("method.shard", c.method.shard, {"auto", "sharded", "replicated"});
   require_choice("lora.bias", c.lora.bias, {"none", "all", "lora_only"});
   require_choice("optim.name", c.optim.name, {"adamw", "sgd"});
@@ -49,6 +49,8 @@ void validate_sections(const TrainConfig& c) {
   for (const auto& [name, r] : parse_pattern(c.lora.rank_pattern, "lora.rank_pattern"))
     require(r == std::floor(r), "lora.rank_pattern: the rank of " + name + " must be a whole number");
   parse_pattern(c.lora.alpha_pattern, "lora.alpha_pattern");
+  require(c.prefix.num_virtual_tokens >= 1, "prefix.num_virtual_tokens must be at least 1 (got " +
+                                                str(c.prefix.num_virtual_tokens) + ")");
   require(!c.ia3.target_modules.empty(), "ia3.target_modules is empty: name the projections");
   require(c.qlora.block >= 16 && (c.qlora.block & (c.qlora.block - 1)) == 0,
           "qlora.block = " + str(c.qlora.block) + " must be a power of two, at least 16 (bitsandbytes: 64)");
@@ -88,7 +90,7 @@ void validate_across(const TrainConfig& c, int world_size) {
           "lora.bias = " + c.lora.bias + " applies to method.name = lora, dora or qlora (full fine-tuning "
           "trains every bias)");
   require(c.method.adapter.empty() || c.method.name != "full",
-          "method.adapter continues training an adapter: set method.name to lora, dora, qlora or ia3");
+          "method.adapter continues training an adapter: set method.name to lora, dora, qlora, ia3 or prefix");
   require(c.method.name != "qlora" || c.method.shard != "sharded",
           "method.shard = sharded: qlora's 4-bit base is held whole on every rank (0.5 bytes per "
           "weight); use method.shard = auto or replicated");

@@ -35,7 +35,7 @@ struct PrecisionSection {
 };
 
 struct MethodSection {
-  std::string name = "full";   // full | lora | dora | qlora | ia3
+  std::string name = "full";   // full | lora | dora | qlora | ia3 | prefix
   std::string shard = "auto";  // auto | sharded | replicated (the frozen base, LoRA)
   std::string adapter;         // a PEFT adapter directory to continue training
   template <class F>
@@ -43,7 +43,8 @@ struct MethodSection {
     f("adapter", adapter, "start from this PEFT adapter directory (continue training): its rank, "
                           "alpha, patterns and target modules replace the [lora] / [ia3] ones");
     f("name", name, "full (all weights, sharded FSDP-style), lora, dora (LoRA with a learned "
-                    "magnitude), qlora (LoRA on a 4-bit NF4 base) or ia3 (learned rescaling vectors)");
+                    "magnitude), qlora (LoRA on a 4-bit NF4 base), ia3 (learned rescaling vectors) or "
+                    "prefix (trained virtual keys and values in every layer)");
     f("shard", shard, "lora's frozen base: replicated on every rank, sharded, or auto (replicated)");
   }
 };
@@ -80,6 +81,15 @@ struct Ia3Section {
     f("target_modules", target_modules, "projections that get IA3 vectors (PEFT's Llama default: "
                                         "k_proj v_proj down_proj)");
     f("feedforward_modules", feedforward_modules, "targets whose input (not output) is rescaled");
+  }
+};
+
+struct PrefixSection {
+  int64_t num_virtual_tokens = 20;
+  template <class F>
+  void fields(F&& f) {
+    f("num_virtual_tokens", num_virtual_tokens, "virtual tokens whose keys and values every layer "
+                                                "attends to before the sequence");
   }
 };
 
@@ -212,6 +222,7 @@ struct TrainConfig {
   LoraSection lora;
   Ia3Section ia3;
   QloraSection qlora;
+  PrefixSection prefix;
   data::ReaderConfig data;
   LoopSection train;
   OptimSection optim;

@@ -1,7 +1,7 @@
 """PEFT-side references for ftune's fine-tuning methods (float32, CPU).
 
-  make BASE OUT_ROOT IDS          PEFT creates a LoRA, a DoRA, an IA3 and a LoRA adapter with
-                                  rank and alpha patterns on BASE with
+  make BASE OUT_ROOT IDS          PEFT creates a LoRA, a DoRA, an IA3, a LoRA adapter with
+                                  rank and alpha patterns and a prefix on BASE with
                                   non-trivial weights, saves each to OUT_ROOT/<kind>, and writes
                                   OUT_ROOT/<kind>.safetensors with PEFT's logits of IDS
   logits BASE ADAPTER IDS OUT [BLOCK DQ]
@@ -117,11 +117,25 @@ def quantize_base(model, block, dq):
                 module.weight.copy_(nf4_round_trip(module.weight, block, dq)[0])
 
 
+def greedy_by_forward(model, prompt, new_tokens):
+    """Greedy ids from PEFT's forward over the growing sequence (no cache)."""
+    seq = prompt
+    for _ in range(new_tokens):
+        seq = torch.cat([seq, model(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)], 1)
+    return seq
+
+
 def peft_outputs(model, ids):
     model.eval()
     with torch.no_grad():
         logits = model(input_ids=ids).logits.contiguous()
-        seq = model.generate(input_ids=ids[:1, :5], do_sample=False, max_new_tokens=16, pad_token_id=0)
+        if model.peft_config["default"].peft_type == "PREFIX_TUNING":
+            # PEFT 0.21.2's generate() with transformers 5.24 scores a prefix adapter's first new
+            # token unlike its own forward (0.836 vs 0.524 for the top logit, measured); the
+            # forward is what the logits are compared with, so the greedy ids come from it too.
+            seq = greedy_by_forward(model, ids[:1, :5], 16)
+        else:
+            seq = model.generate(input_ids=ids[:1, :5], do_sample=False, max_new_tokens=16, pad_token_id=0)
     return {"logits": logits, "greedy": seq[0, 5:].contiguous()}
 
 
@@ -130,7 +144,7 @@ def load_base(path):
 
 
 def make(base, root, ids_path):
-    from peft import IA3Config, LoraConfig, get_peft_model
+    from peft import IA3Config, LoraConfig, PrefixTuningConfig, get_peft_model
     ids = load_file(ids_path)["ids"]
     configs = {
         "lora": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
@@ -143,6 +157,7 @@ def make(base, root, ids_path):
         "patterns": LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
                                rank_pattern={"layers.0.self_attn.q_proj": 3, "q_proj": 2, "down_proj": 6},
                                alpha_pattern={"v_proj": 20}, task_type="CAUSAL_LM"),
+        "prefix": PrefixTuningConfig(num_virtual_tokens=5, task_type="CAUSAL_LM"),
     }
     for kind, config in configs.items():
         torch.manual_seed(7)

@@ -126,13 +126,18 @@ class PeftMethods : public TrainE2E {
     std::printf("[peft] %s trained: max |logit diff| vs PEFT %.3g (the adapter moved logits by %.3g)\n",
                 method.c_str(), diff, moved);
     EXPECT_LT(diff, 1e-4);
-    EXPECT_GT(moved, 1e-3) << "training changed the adapter";
+    EXPECT_GT(moved, 1e-3) << "the adapter changes the model";
     expect_same_greedy("--model " + shell_quote(tmp_.file("base")) + " --adapter " + shell_quote(adapter), ref);
-    expect_merge_matches(adapter, read_tensor(ref, "logits"), method + "-merged");
+    if (method != "prefix") return expect_merge_matches(adapter, read_tensor(ref, "logits"), method + "-merged");
+    auto r = run_ftune("merge --model " + shell_quote(tmp_.file("base")) + " --adapter " + shell_quote(adapter) +
+                       " --out " + shell_quote(tmp_.file("merged")));
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_NE(r.output.find("prefix tuning cannot be merged: its virtual keys and values"), std::string::npos)
+        << r.output;
   }
 };
 
-// PEFT creates LoRA, DoRA, IA3 and rank/alpha-pattern adapters (moved away from their identity start) and saves
+// PEFT creates LoRA, DoRA, IA3, rank/alpha-pattern and prefix-tuning adapters (moved away from their identity start) and saves
 // them; ftune loads each with PEFT's logits, generates PEFT's greedy ids, and merges it.
 TEST_F(PeftMethods, AdaptersPeftWroteLoadWithPeftsLogits) {
   write_ids(tmp_.file("ids.safetensors"));
@@ -144,13 +149,14 @@ TEST_F(PeftMethods, AdaptersPeftWroteLoadWithPeftsLogits) {
     at::NoGradGuard no_grad;
     base_logits = base()->forward(ids());
   }
-  for (const std::string kind : {"lora", "dora", "ia3", "patterns"}) {
+  for (const std::string kind : {"lora", "dora", "ia3", "patterns", "prefix"}) {
     const std::string dir = tmp_.file("peft/" + kind), ref = tmp_.file("peft/" + kind + ".safetensors");
     EXPECT_GT(max_abs_diff(read_tensor(ref, "logits"), base_logits), 1e-2) << kind << ": the adapter is no identity";
     const double diff = max_abs_diff(logits_with(dir), read_tensor(ref, "logits"));
     std::printf("[peft] %s written by PEFT: max |logit diff| %.3g\n", kind.c_str(), diff);
     EXPECT_LT(diff, 1e-4) << kind;
     expect_same_greedy("--model " + shell_quote(tmp_.file("base")) + " --adapter " + shell_quote(dir), ref);
+    if (kind == "prefix") continue;  // cannot merge: TrainsAndPeftReproducesIt checks the refusal
     EXPECT_LT(max_abs_diff(logits_with(dir, /*merge=*/true), read_tensor(ref, "logits")), 1e-4) << kind << " merged";
   }
 }
@@ -191,6 +197,10 @@ TEST_F(PeftMethods, DoraTrainsAndPeftReproducesIt) {
 }
 
 TEST_F(PeftMethods, Ia3TrainsAndPeftReproducesIt) { train_and_check("ia3", ""); }
+
+// Prefix tuning: PEFT's past_key_values layout, positions after the virtual tokens, greedy
+// generation with the prefix in the KV cache; merge is refused with the reason.
+TEST_F(PeftMethods, PrefixTrainsAndPeftReproducesIt) { train_and_check("prefix", "--prefix.num_virtual_tokens 6"); }
 
 // QLoRA: the base quantised to NF4 at load, LoRA trained on top under mpirun; PEFT on a base
 // dequantised by the oracle's reference NF4 gives ftune's logits and greedy ids, and the model
@@ -282,11 +292,11 @@ TEST_F(PeftMethods, ModelInfoReportsNf4MemoryOfAn8BShape) {
 
 // A PEFT directory of a type ftune does not load is named, with what it does load.
 TEST_F(PeftMethods, AnUnknownPeftTypeIsNamed) {
-  std::filesystem::create_directories(tmp_.file("prefix"));
-  write_file(tmp_.file("prefix/adapter_config.json"), R"({"peft_type": "PREFIX_TUNING", "num_virtual_tokens": 4})");
+  std::filesystem::create_directories(tmp_.file("ptune"));
+  write_file(tmp_.file("ptune/adapter_config.json"), R"({"peft_type": "P_TUNING", "num_virtual_tokens": 4})");
   auto m = base();
-  const std::string e = error_of([&] { peft::load_adapter(*m, tmp_.file("prefix")); });
-  EXPECT_NE(e.find("peft_type 'PREFIX_TUNING' is not one ftune loads"), std::string::npos) << e;
+  const std::string e = error_of([&] { peft::load_adapter(*m, tmp_.file("ptune")); });
+  EXPECT_NE(e.find("peft_type 'P_TUNING' is not one ftune loads"), std::string::npos) << e;
 }
 
 }  // namespace

@@ -127,7 +127,7 @@ TEST_F(TrainE2E, BadSettingsAreNamedBeforeAnyWork) {
   auto r = run_ftune("train --model.path " + shell_quote(tmp_.file("base")) + " --data.shards " +
                      shell_quote(tmp_.file("shards")) + " --method.name qlor");
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.output.find("method.name = 'qlor' is not one of: full, lora, dora, qlora, ia3"), std::string::npos)
+  EXPECT_NE(r.output.find("method.name = 'qlor' is not one of: full, lora, dora, qlora, ia3, prefix"), std::string::npos)
       << r.output;
   r = run_ftune("train --model.path " + shell_quote(tmp_.file("base")) + " --data.shards " +
                 shell_quote(tmp_.file("shards")) + " --data.global_batch 8 --train.micro_batch 3");
