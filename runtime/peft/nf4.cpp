@@ -89,6 +89,8 @@ Nf4Tensor quantize_nf4(const at::Tensor& w, const Nf4Options& o) {
   q.block = o.block;
   q.nested_block = o.nested_block;
   q.dtype = w.scalar_type();
+  // The level tables on the weight's device, so that dequantising never copies from the host.
+  q.code = nf4_code().to(w.device());
   auto [idx, absmax] = quantize_blockwise(w.detach().reshape({-1}).to(at::kFloat), nf4_code(), o.block);
   at::Tensor pairs = idx.view({-1, 2});
   q.packed = (pairs.select(1, 0).__lshift__(4)).bitwise_or(pairs.select(1, 1)).contiguous();
@@ -101,6 +103,7 @@ Nf4Tensor quantize_nf4(const at::Tensor& w, const Nf4Options& o) {
   auto [codes, nested] = quantize_blockwise(absmax - mean, dynamic_code(), o.nested_block);
   q.absmax = codes;
   q.nested_absmax = nested;
+  q.nested_code = dynamic_code().to(w.device());
   return q;
 }
 
