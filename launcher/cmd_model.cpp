@@ -7,6 +7,7 @@
 #include "launcher/torch_loader.h"
 #include "runtime/gguf_export.h"
 #include "runtime/gguf_import.h"
+#include "runtime/model/config.h"
 #include "runtime/tasks.h"
 
 namespace ftune {
@@ -31,12 +32,19 @@ void register_model_commands(CLI::App& root, cli::CommandSet& commands) {
   auto positional = std::make_shared<std::string>();
   cli::add_top_option(info_cmd.app, info_cmd.sections, "model", *dir, "HF model directory, or a .gguf file");
   info_cmd.app->add_option("path", *positional, "the same as --model: `ftune model info FILE.gguf`");
-  info_cmd.run = [dir, positional] {
+  auto quant = std::make_shared<std::string>();
+  cli::add_top_option(info_cmd.app, info_cmd.sections, "quant", *quant,
+                      "also the memory of the base quantised this way: nf4 (QLoRA's 4-bit base)");
+  info_cmd.run = [dir, positional, quant] {
+    if (!quant->empty() && *quant != "nf4")
+      throw Error("model info: --quant '" + *quant + "' is not known; the choice is nf4");
     if (dir->empty() == positional->empty())
       throw Error("model info: give the model once, as --model PATH or as PATH (a directory or a .gguf file)");
     if (dir->empty()) *dir = *positional;
     // config.json and safetensors (or GGUF) headers only: no LibTorch loaded.
     std::cout << (model::is_gguf_path(*dir) ? model::describe_gguf(*dir) : model::describe_model_dir(*dir));
+    if (*quant == "nf4" && !model::is_gguf_path(*dir))
+      std::cout << model::describe_nf4(model::load_model_dir_config(*dir));
     return 0;
   };
 

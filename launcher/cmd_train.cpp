@@ -17,8 +17,11 @@ void add_train_sections(cli::Command& cmd, train::TrainConfig* cfg) {
   const auto no = cli::ShortFlags::no;
   cli::add_section(cmd.app, cmd.sections, "model", cfg->model, no, {{"path", "model"}, {"device", "device"}});
   cli::add_section(cmd.app, cmd.sections, "precision", cfg->precision, no, {{"compute", "dtype"}});
-  cli::add_section(cmd.app, cmd.sections, "method", cfg->method, no, {{"name", "method"}});
+  cli::add_section(cmd.app, cmd.sections, "method", cfg->method, no, {{"name", "method"}, {"adapter", "adapter"}});
   cli::add_section(cmd.app, cmd.sections, "lora", cfg->lora);
+  cli::add_section(cmd.app, cmd.sections, "ia3", cfg->ia3);
+  cli::add_section(cmd.app, cmd.sections, "qlora", cfg->qlora);
+  cli::add_section(cmd.app, cmd.sections, "prefix", cfg->prefix);
   cli::add_section(cmd.app, cmd.sections, "data", cfg->data, no,
                    {{"shards", "data"}, {"seq_len", "seq-len"}, {"global_batch", "global-batch"}});
   cli::add_section(cmd.app, cmd.sections, "train", cfg->train, no,
@@ -32,8 +35,8 @@ void add_train_sections(cli::Command& cmd, train::TrainConfig* cfg) {
 
 void register_train_command(CLI::App& root, cli::CommandSet& commands) {
   auto cfg = std::make_shared<train::TrainConfig>();
-  cli::Command& cmd = commands.add(&root, "train", "fine-tune a model: full (sharded) or LoRA; "
-                                                    "one process per GPU under mpirun/srun");
+  cli::Command& cmd = commands.add(&root, "train", "fine-tune a model: full (sharded), LoRA, DoRA, QLoRA, "
+                                                    "IA3 or prefix tuning; one process per GPU under mpirun/srun");
   add_train_sections(cmd, cfg.get());
   // One run.toml serves `ftune slurm submit` and the ranks: [slurm] is accepted and unused here.
   auto slurm_cfg = std::make_shared<slurm::SlurmSection>();
@@ -48,7 +51,7 @@ void register_train_command(CLI::App& root, cli::CommandSet& commands) {
 
 void register_merge_command(CLI::App& root, cli::CommandSet& commands) {
   auto cfg = std::make_shared<model::MergeConfig>();
-  cli::Command& cmd = commands.add(&root, "merge", "fold a LoRA adapter into its base model (HF directory out)");
+  cli::Command& cmd = commands.add(&root, "merge", "fold an adapter (LoRA, DoRA, IA3) into its base model (HF directory out)");
   cli::add_section(cmd.app, cmd.sections, "merge", *cfg, cli::ShortFlags::yes);
   cmd.run = [cfg] {
     std::cout << torch_api().merge_adapter(*cfg) << "\n";

@@ -47,7 +47,7 @@ std::vector<int64_t> generate(CausalLM& model, const std::vector<int64_t>& promp
 
   at::NoGradGuard no_grad;
   const at::Tensor& w = model.backbone()->embed_tokens->weight;
-  KVCache cache(cfg, 1, total, w.options());
+  KVCache cache(cfg, 1, total + model.prefix_tokens(), w.options());  // prefix tuning's tokens first
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(s.seed);
   at::Tensor ids = at::tensor(prompt, at::kLong).to(w.device()).unsqueeze(0);
   std::vector<int64_t> out;

@@ -9,6 +9,7 @@
 #include "runtime/checkpoint/safetensors.h"
 #include "runtime/model/config.h"
 #include "runtime/memory_estimate.h"
+#include "runtime/peft/nf4_size.h"
 #include "runtime/tasks.h"
 
 namespace ftune::model {
@@ -63,6 +64,35 @@ std::string describe_config(const ModelConfig& cfg) {
      << "tied embeddings: " << (cfg.tie_word_embeddings ? "yes" : "no") << "\n";
   if (cfg.sliding_window) os << "sliding window:  " << *cfg.sliding_window << " tokens\n";
   os << "parameters:      " << with_commas(parameter_count(cfg)) << "\n";
+  return os.str();
+}
+
+std::string describe_nf4(const ModelConfig& cfg) {
+  const int64_t block = 64;
+  int64_t projected = 0, rest = 0;
+  double nf4 = 0;  // each projection is quantised on its own: its last (nested) block is its own
+  for (const auto& s : parameter_shapes(cfg)) {
+    int64_t n = 1;
+    for (int64_t d : s.shape) n *= d;
+    if (s.name.find("_proj.weight") == std::string::npos) {
+      rest += n;
+      continue;
+    }
+    projected += n;
+    nf4 += peft::nf4_bytes(n, block, /*double_quant=*/true);
+  }
+  const double other = double(rest) * double(dtype_bytes(cfg.dtype));
+  char line[256];
+  std::ostringstream os;
+  os << "nf4 (qlora: block " << block << ", double quantisation; the rest in " << cfg.dtype << "):\n";
+  std::snprintf(line, sizeof line, "  projections:     %s weights -> %s: %.5f bytes/weight (0.5 + absmax %.5f)\n",
+                with_commas(projected).c_str(), format_bytes(nf4).c_str(), nf4 / double(projected),
+                nf4 / double(projected) - 0.5);
+  os << line;
+  os << "  rest:            " << with_commas(rest) << " parameters -> " << format_bytes(other) << "\n";
+  std::snprintf(line, sizeof line, "  total:           %s (%.0f bytes, %.4f bytes/parameter)\n",
+                format_bytes(nf4 + other).c_str(), nf4 + other, (nf4 + other) / double(projected + rest));
+  os << line;
   return os.str();
 }
 

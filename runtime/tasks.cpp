@@ -1,6 +1,7 @@
 #include "runtime/tasks.h"
 
-#include "runtime/peft/lora.h"
+#include "runtime/peft/bnb4bit.h"
+#include "runtime/peft/methods.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -231,8 +232,8 @@ GenerateResult run_generate(const GenerateConfig& c) {
   auto tok = generate_tokenizer(c);
   std::vector<int64_t> prompt = prompt_token_ids(c, tok.get());
   const c10::Device device = parse_device(c.device);
-  auto model = load_model(c.model, torch::TensorOptions(parse_scalar_type(c.dtype)).device(device));
-  if (!c.adapter.empty()) peft::load_lora_adapter(*model, c.adapter);
+  auto model = peft::load_base(c.model, torch::TensorOptions(parse_scalar_type(c.dtype)).device(device));
+  if (!c.adapter.empty()) peft::load_adapter(*model, c.adapter);
   model->eval();
   SamplingOptions s;
   s.greedy = c.greedy;
@@ -252,8 +253,8 @@ std::string merge_adapter(const MergeConfig& c) {
   if (c.model.empty() || c.adapter.empty() || c.out.empty())
     throw Error("merge: give --model BASE_DIR --adapter ADAPTER_DIR --out DIR");
   auto model = load_model(c.model, torch::TensorOptions(at::kFloat));
-  peft::load_lora_adapter(*model, c.adapter);
-  const size_t merged = peft::merge_lora(*model);
+  peft::load_adapter(*model, c.adapter);
+  const size_t merged = peft::merge_adapters(*model);
   SaveOptions o;
   o.dtype = c.dtype.empty() ? model->config().dtype : c.dtype;
   o.tokenizer_dir = c.model;

@@ -47,6 +47,9 @@ std::string describe_model_dir(const std::string& dir);
 // The architecture lines of `model info` (shapes, heads, rope, parameter count) for any config.
 struct ModelConfig;
 std::string describe_config(const ModelConfig& cfg);
+// `model info --quant nf4`: the base in NF4 as QLoRA holds it (every projection in 4 bits, block
+// 64, double quantisation; embeddings, norms and head in the config's dtype).
+std::string describe_nf4(const ModelConfig& cfg);
 
 // `ftune generate`.
 struct GenerateConfig {
@@ -56,7 +59,7 @@ struct GenerateConfig {
   std::string chat;        // a user message, sent through the model's chat template
   std::string system;      // with --chat: a system message before it
   std::string tokenizer;   // "" = the model directory's tokenizer.json, if it has one
-  std::string adapter;     // a PEFT LoRA adapter directory applied on top of the model
+  std::string adapter;     // a PEFT adapter directory (LoRA, DoRA, IA3) applied on top of the model
   int64_t max_new_tokens = 32;
   bool greedy = false;
   double temperature = 1.0;
@@ -77,7 +80,7 @@ struct GenerateConfig {
     f("system", system, "with --chat: a system message (default: the template's own, if any)");
     f("tokenizer", tokenizer, "tokenizer.json or a directory holding one "
                               "(default: the model directory's, when it has one)");
-    f("adapter", adapter, "a PEFT LoRA adapter directory (adapter_config.json + "
+    f("adapter", adapter, "a PEFT adapter directory (LoRA, DoRA or IA3: adapter_config.json + "
                           "adapter_model.safetensors) to run on top of --model, unmerged");
     f("max_new_tokens", max_new_tokens, "most tokens to generate");
     f("greedy", greedy, "always take the most likely token (else sample)");
@@ -91,7 +94,8 @@ struct GenerateConfig {
   }
 };
 
-// `ftune merge`: a PEFT LoRA adapter folded into its base model, saved as a HF directory.
+// `ftune merge`: a PEFT adapter (LoRA, DoRA, IA3) folded into its base model, saved as a HF
+// directory; methods that cannot merge are refused with the reason.
 struct MergeConfig {
   std::string model;    // base HF model directory
   std::string adapter;  // PEFT adapter directory
@@ -101,7 +105,8 @@ struct MergeConfig {
   template <class F>
   void fields(F&& f) {
     f("model", model, "base HF model directory the adapter was trained on");
-    f("adapter", adapter, "PEFT LoRA adapter directory (adapter_config.json + adapter_model.safetensors)");
+    f("adapter", adapter, "PEFT adapter directory: LoRA, DoRA or IA3 (adapter_config.json + "
+                          "adapter_model.safetensors)");
     f("out", out, "directory for the merged model (safetensors, config.json, tokenizer files)");
     f("dtype", dtype, "stored dtype: float32, bfloat16 or float16 (default: the base's)");
   }

@@ -36,7 +36,8 @@ const std::set<std::string>& known_keys() {
       "dtype", "torch_dtype", "initializer_range", "hidden_act", "attention_dropout",
       "pretraining_tp", "use_cache", "transformers_version", "_name_or_path",
       "output_attentions", "output_hidden_states", "return_dict", "is_decoder",
-      "tokenizer_class", "id2label", "label2id", "problem_type", "_from_model_config"};
+      "tokenizer_class", "id2label", "label2id", "problem_type", "_from_model_config",
+      "quantization_config"};  // read by runtime/peft/bnb4bit.cpp
   return keys;
 }
 

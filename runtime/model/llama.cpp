@@ -152,6 +152,12 @@ bool use_varlen_flash(const Tensor& q, const LayerContext& ctx) {
 }
 }  // namespace
 
+void AttentionImpl::set_prefix(std::shared_ptr<AttentionPrefix> prefix) {
+  if (named_children().contains("prefix")) replace_module("prefix", prefix);
+  else register_module("prefix", prefix);
+  prefix_ = std::move(prefix);
+}
+
 Tensor AttentionImpl::forward(const Tensor& x, const LayerContext& ctx, size_t layer_index) {
   const int64_t b = x.size(0), t = x.size(1);
   Tensor q = q_proj(x).view({b, t, num_heads_, head_dim_}).transpose(1, 2);
@@ -159,7 +165,12 @@ Tensor AttentionImpl::forward(const Tensor& x, const LayerContext& ctx, size_t l
   Tensor v = v_proj(x).view({b, t, num_kv_heads_, head_dim_}).transpose(1, 2);
   q = apply_rope(q, ctx.cos, ctx.sin);
   k = apply_rope(k, ctx.cos, ctx.sin);
-  if (ctx.cache != nullptr) std::tie(k, v) = ctx.cache->append(layer_index, k, v);
+  if (ctx.cache != nullptr) {
+    std::tie(k, v) = ctx.cache->append(layer_index, k, v);  // a prefix is already in the cache
+  } else if (prefix_) {
+    k = at::cat({prefix_->key.to(k.scalar_type()).unsqueeze(0).expand({b, -1, -1, -1}), k}, 2);
+    v = at::cat({prefix_->value.to(v.scalar_type()).unsqueeze(0).expand({b, -1, -1, -1}), v}, 2);
+  }
   Tensor out;
   if (use_varlen_flash(q, ctx)) {
     out = varlen_flash_attention(q, k, v, ctx);
@@ -245,11 +256,14 @@ std::shared_ptr<const LayerContext> CausalLM::make_context(const ForwardInputs& 
   auto ctx = std::make_shared<LayerContext>();
   ctx->cache = in.cache;
   const int64_t b = in.ids.size(0), t = in.ids.size(1);
-  const int64_t past = in.cache ? in.cache->length() : 0;
+  // Prefix tokens come first: in the cache when there is one (run_body filled it), else
+  // prepended by every attention; either way the sequence's positions start after them.
+  const int64_t prefix = in.cache ? 0 : prefix_tokens();
+  const int64_t past = (in.cache ? in.cache->length() : 0) + prefix;
   const bool packed = in.cu_seqlens.defined();
   if (packed && in.cache) throw Error("packed documents (cu_seqlens) cannot use a KV cache");
   Tensor pos = in.positions.defined()
-                   ? in.positions.to(in.ids.device(), at::kLong)
+                   ? in.positions.to(in.ids.device(), at::kLong) + prefix
                    : at::arange(past, past + t, in.ids.options().dtype(at::kLong));
   if (in.positions.defined() && in.positions.sizes() != in.ids.sizes())
     throw Error("positions must have the shape of ids [batch, tokens]");
@@ -258,7 +272,7 @@ std::shared_ptr<const LayerContext> CausalLM::make_context(const ForwardInputs& 
   if (packed) {
     ctx->cu_seqlens = in.cu_seqlens.to(in.ids.device(), at::kInt).contiguous();
     ctx->max_seqlen = in.max_seqlen > 0 ? in.max_seqlen : t;
-    if (in.ids.is_cuda() && !windowed && dtype != at::kFloat) return ctx;  // varlen flash
+    if (in.ids.is_cuda() && !windowed && dtype != at::kFloat && prefix == 0) return ctx;  // varlen flash
   } else if (past == 0 && !windowed) {
     return ctx;  // plain causal: the fast kernels apply
   } else if (t == 1 && !windowed) {
@@ -273,7 +287,9 @@ std::shared_ptr<const LayerContext> CausalLM::make_context(const ForwardInputs& 
   if (cfg_.sliding_window) mask = mask.logical_and(k_idx > q_idx - *cfg_.sliding_window);
   if (packed) {
     Tensor doc = document_ids(in.cu_seqlens, b, t, in.ids);  // [B, T]
-    mask = mask.unsqueeze(0).logical_and(doc.unsqueeze(2) == doc.unsqueeze(1)).unsqueeze(1);
+    Tensor same = doc.unsqueeze(2) == doc.unsqueeze(1);       // [B, T, T]
+    if (prefix > 0) same = at::cat({at::ones({b, t, prefix}, same.options()), same}, 2);  // every document sees it
+    mask = mask.unsqueeze(0).logical_and(same).unsqueeze(1);
   }
   ctx->attn_mask = mask;
   return ctx;
@@ -282,6 +298,16 @@ std::shared_ptr<const LayerContext> CausalLM::make_context(const ForwardInputs& 
 Tensor CausalLM::run_body(const ForwardInputs& in) {
   if (!in.ids.defined() || in.ids.dim() != 2) throw Error("token ids must be [batch, tokens]");
   const at::ScalarType dtype = backbone_->embed_tokens->weight.scalar_type();
+  if (in.cache && in.cache->length() == 0 && prefix_tokens() > 0) {
+    // Generation starts with the prefix in the cache, as PEFT hands it to HF as past_key_values.
+    const int64_t b = in.ids.size(0);
+    for (auto& layer : layers_) {
+      const auto& p = layer->self_attn->prefix();
+      in.cache->append(layer->index(), p->key.to(dtype).unsqueeze(0).expand({b, -1, -1, -1}),
+                       p->value.to(dtype).unsqueeze(0).expand({b, -1, -1, -1}));
+    }
+    in.cache->advance(prefix_tokens());
+  }
   std::shared_ptr<const LayerContext> ctx = make_context(in, dtype);
   auto embed = backbone_->embed_tokens;
   UnitCall call{UnitKind::embeddings, 0, {0}, [embed](const Tensor& ids) mutable { return embed(ids); }};
@@ -341,6 +367,11 @@ Tensor CausalLM::eval_stats(const ForwardInputs& in, const Tensor& labels, int64
     return cross_entropy_stats(normed.reshape({-1, normed.size(-1)}), head_weight(), flat_labels,
                                kIgnoreLabel, chunk_tokens);
   });
+}
+
+int64_t CausalLM::prefix_tokens() const {
+  if (layers_.empty() || !layers_.front()->self_attn->prefix()) return 0;
+  return layers_.front()->self_attn->prefix()->tokens();
 }
 
 std::vector<std::pair<std::string, Linear>> CausalLM::named_linears() {

@@ -6,7 +6,8 @@
 //    layer, head), and every unit runs through a `UnitRunner` the caller may replace (gather
 //    before forward, activation checkpointing); the default just runs it;
 //  - adapters: every projection is a `model::Linear` found by its HF name (`find_linear`) and
-//    `Linear::set_adapter` adds LoRA/DoRA/IA3 on top of the base output, or replaces it;
+//    `Linear::set_adapter` adds LoRA/DoRA/IA3 on top of the base output, or replaces it (an
+//    NF4 base); `Attention::set_prefix` gives a layer virtual keys and values (prefix tuning);
 //  - packed documents: `ForwardInputs` carries the reader's positions and document bounds.
 #pragma once
 
@@ -131,14 +132,27 @@ struct LayerContext {
   KVCache* cache = nullptr;   // null in training
 };
 
+// Virtual keys and values that every query of a layer attends to before the sequence (prefix
+// tuning): stored as a KV cache stores them (keys not rotated again), as if `tokens()` tokens
+// came first, so the sequence's positions start after them.
+class AttentionPrefix : public torch::nn::Module {
+ public:
+  Tensor key, value;  // [kv_heads, tokens, head_dim], float32 (cast to the compute dtype)
+  int64_t tokens() const { return key.size(1); }
+};
+
 class AttentionImpl : public torch::nn::Module {
  public:
   AttentionImpl(const ModelConfig& cfg, const torch::TensorOptions& options);
   Tensor forward(const Tensor& x, const LayerContext& ctx, size_t layer_index);
+  // Registered as submodule "prefix" (parameters `self_attn.prefix.*`, in the layer's unit).
+  void set_prefix(std::shared_ptr<AttentionPrefix> prefix);
+  const std::shared_ptr<AttentionPrefix>& prefix() const { return prefix_; }
   Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
 
  private:
   int64_t num_heads_, num_kv_heads_, head_dim_;
+  std::shared_ptr<AttentionPrefix> prefix_;
 };
 TORCH_MODULE(Attention);
 
@@ -223,6 +237,8 @@ class CausalLM : public torch::nn::Module {
   const RotaryEmbedding& rope() const { return rope_; }
 
   size_t num_layers() const { return layers_.size(); }
+  // Virtual tokens of the attention prefixes (prefix tuning); 0 without.
+  int64_t prefix_tokens() const;
   DecoderLayer& layer(size_t i) { return layers_.at(i); }
   Backbone& backbone() { return backbone_; }
   Linear& lm_head() { return lm_head_; }  // empty holder when embeddings are tied

@@ -1,7 +1,10 @@
 #include "runtime/peft/lora.h"
 
+#include "runtime/peft/dora.h"
+
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <set>
 
 #include <ATen/CPUGeneratorImpl.h>
@@ -42,6 +45,29 @@ at::Tensor LoraAdapter::forward(const at::Tensor& x, const at::Tensor& base_out,
 }
 
 namespace {
+bool pattern_matches(const std::string& key, const std::string& name) {
+  if (name == key) return true;
+  return name.size() > key.size() && name.compare(name.size() - key.size(), key.size(), key) == 0 &&
+         name[name.size() - key.size() - 1] == '.';
+}
+}  // namespace
+
+LoraOptions LoraOptions::for_module(const std::string& name) const {
+  LoraOptions o = *this;
+  for (const auto& [key, r_] : rank_pattern)
+    if (pattern_matches(key, name)) {
+      o.r = r_;
+      break;
+    }
+  for (const auto& [key, a] : alpha_pattern)
+    if (pattern_matches(key, name)) {
+      o.alpha = a;
+      break;
+    }
+  return o;
+}
+
+namespace {
 const std::vector<std::string>& all_projections() {
   static const std::vector<std::string> names = {"q_proj", "k_proj", "v_proj", "o_proj",
                                                  "gate_proj", "up_proj", "down_proj"};
@@ -79,9 +105,10 @@ std::vector<std::string> attach_lora(model::CausalLM& model, const LoraOptions& 
   std::vector<std::string> attached;
   for (auto& [name, linear] : model.named_linears()) {
     if (!targets.count(last_part(name))) continue;
-    auto adapter = std::make_shared<LoraAdapter>(*linear, options, gen);
-    adapter->lora_A.requires_grad_(true);
-    adapter->lora_B.requires_grad_(true);
+    const LoraOptions o = options.for_module(name);
+    std::shared_ptr<LoraAdapter> adapter = o.use_dora ? std::make_shared<DoraAdapter>(*linear, o, gen)
+                                                      : std::make_shared<LoraAdapter>(*linear, o, gen);
+    for (auto& p : adapter->parameters()) p.requires_grad_(true);
     linear->set_adapter(adapter, "lora");
     attached.push_back(name);
   }
@@ -89,11 +116,16 @@ std::vector<std::string> attach_lora(model::CausalLM& model, const LoraOptions& 
 }
 
 std::string peft_key(const std::string& name) {
-  const std::string marker = ".lora.lora_";
-  size_t at = name.find(marker);
-  FTUNE_CHECK(at != std::string::npos, "not a LoRA parameter: " + name);
-  return "base_model.model." + name.substr(0, at) + ".lora_" + name.substr(at + marker.size()) +
-         ".weight";
+  for (const char* marker : {".lora.", ".ia3."}) {
+    const size_t at = name.find(marker);
+    if (at == std::string::npos) continue;
+    const std::string leaf = name.substr(at + std::strlen(marker));  // lora_A, ia3_l, ...
+    // nn.Linear submodules carry ".weight"; plain parameters (DoRA's m, IA³'s l) do not.
+    const bool linear = leaf == "lora_A" || leaf == "lora_B";
+    return "base_model.model." + name.substr(0, at) + "." + leaf + (linear ? ".weight" : "");
+  }
+  FTUNE_CHECK(false, "not an adapter parameter: " + name);
+  return {};
 }
 
 size_t train_biases(model::CausalLM& model, const std::string& bias) {
@@ -137,40 +169,63 @@ void load_adapter_biases(model::CausalLM& model, const st::SafetensorsFile& file
 
 }  // namespace
 
-void load_lora_adapter(model::CausalLM& model, const std::string& dir) {
+nlohmann::ordered_json read_adapter_config(const std::string& dir) {
   const std::string config_path = dir + "/adapter_config.json";
   std::ifstream in(config_path);
   if (!in) throw Error(config_path + ": cannot read (is " + dir + " a PEFT adapter directory?)");
-  nlohmann::json c;
   try {
-    c = nlohmann::json::parse(in);
+    return nlohmann::ordered_json::parse(in);  // ordered: the first matching pattern wins
   } catch (const std::exception& e) {
     throw Error(config_path + ": not valid JSON: " + e.what());
   }
-  if (c.value("peft_type", "") != "LORA")
-    throw Error(config_path + ": peft_type is '" + c.value("peft_type", "") + "'; only LORA loads");
-  LoraOptions o;
-  o.r = c.value("r", int64_t(8));
-  o.alpha = c.value("lora_alpha", 8.0);
-  o.use_rslora = c.value("use_rslora", false);
-  if (c.contains("target_modules") && c["target_modules"].is_array())
-    o.target_modules = c["target_modules"].get<std::vector<std::string>>();
-  attach_lora(model, o, 0);
+}
+
+void load_adapter_tensors(model::CausalLM& model, const std::string& dir, const std::string& what) {
   auto file = st::SafetensorsFile::open(dir + "/adapter_model.safetensors");
   at::NoGradGuard no_grad;
   for (const auto& item : model.named_parameters()) {
-    if (item.key().find(".lora.lora_") == std::string::npos) continue;
-    const std::string key = peft_key(item.key());
+    const std::string& name = item.key();
+    if (name.find(".lora.") == std::string::npos && name.find(".ia3.") == std::string::npos) continue;
+    const std::string key = peft_key(name);
     const st::TensorInfo* info = file->find(key);
     if (info == nullptr) throw Error(file->path() + ": no tensor " + key);
     at::Tensor src = at::from_blob(const_cast<uint8_t*>(file->data(*info)), info->shape,
                                    at::TensorOptions(model::to_scalar_type(info->dtype)));
     if (src.sizes() != item.value().sizes())
-      throw Error(file->path() + ": " + key + " has shape " + c10::str(src.sizes()) +
-                  " but r = " + std::to_string(o.r) + " and the model give " + c10::str(item.value().sizes()));
+      throw Error(file->path() + ": " + key + " has shape " + c10::str(src.sizes()) + " but " + what +
+                  " and the model give " + c10::str(item.value().sizes()));
     item.value().copy_(src);
   }
+  const nlohmann::ordered_json c = read_adapter_config(dir);
   if (c.value("bias", "none") != "none") load_adapter_biases(model, *file);
+}
+
+LoraOptions lora_options_of(const nlohmann::ordered_json& c) {
+  LoraOptions o;
+  for (const char* key : {"rank_pattern", "alpha_pattern"}) {
+    if (!c.contains(key) || c[key].is_null()) continue;
+    if (!c[key].is_object()) throw Error(std::string("adapter_config.json: ") + key + " must be an object");
+    for (const auto& [k, v] : c[key].items()) {
+      if (key[0] == 'r') o.rank_pattern.emplace_back(k, v.get<int64_t>());
+      else o.alpha_pattern.emplace_back(k, v.get<double>());
+    }
+  }
+  o.r = c.value("r", int64_t(8));
+  o.alpha = c.value("lora_alpha", 8.0);
+  o.use_rslora = c.value("use_rslora", false);
+  o.use_dora = c.value("use_dora", false);
+  if (c.contains("target_modules") && c["target_modules"].is_array())
+    o.target_modules = c["target_modules"].get<std::vector<std::string>>();
+  return o;
+}
+
+void load_lora_adapter(model::CausalLM& model, const std::string& dir) {
+  const nlohmann::ordered_json c = read_adapter_config(dir);
+  if (c.value("peft_type", "") != "LORA")
+    throw Error(dir + "/adapter_config.json: peft_type is '" + c.value("peft_type", "") + "'; expected LORA");
+  const LoraOptions o = lora_options_of(c);
+  attach_lora(model, o, 0);
+  load_adapter_tensors(model, dir, "r = " + std::to_string(o.r));
 }
 
 size_t merge_lora(model::CausalLM& model) {
@@ -179,6 +234,11 @@ size_t merge_lora(model::CausalLM& model) {
   for (auto& [name, linear] : model.named_linears()) {
     auto lora = std::dynamic_pointer_cast<LoraAdapter>(linear->adapter());
     if (!lora) continue;
+    if (auto dora = std::dynamic_pointer_cast<DoraAdapter>(lora)) {
+      merge_dora(*linear, *dora);
+      ++merged;
+      continue;
+    }
     at::Tensor delta = at::matmul(lora->lora_B.to(at::kFloat), lora->lora_A.to(at::kFloat)) * lora->scaling();
     linear->weight.copy_((linear->weight.to(at::kFloat) + delta.to(linear->weight.device())));
     lora->lora_B.zero_();

@@ -1,12 +1,8 @@
 #include "runtime/train/export.h"
 
 #include <filesystem>
-#include <fstream>
-
-#include <nlohmann/json.hpp>
 
 #include "runtime/checkpoint/hf_checkpoint.h"
-#include "runtime/peft/lora.h"
 
 namespace ftune::train {
 namespace {
@@ -33,37 +29,34 @@ void export_full(const TrainConfig& cfg, Run& run, Rank& rank, const std::string
   model::write_model_files(run.config, dtype, cfg.model.path, dir);
 }
 
-void export_lora(const TrainConfig& cfg, Run& run, Rank& rank, const std::string& dir) {
+void export_adapter(const TrainConfig& cfg, Run& run, Rank& rank, const std::string& dir) {
   if (!rank.root()) return;  // adapters are replicated: rank 0's are everyone's
-  fs::create_directories(dir);
-  std::vector<at::Tensor> keep;
-  std::vector<st::TensorView> views;
-  auto add = [&](const std::string& key, const at::Tensor& t) {
-    keep.push_back(t.detach().to(at::kCPU, at::kFloat).contiguous());
-    views.push_back({key, st::DType::F32, keep.back().sizes().vec(), keep.back().data_ptr()});
-  };
-  for (const auto& item : run.model->named_parameters())
-    if (item.key().find(".lora.lora_") != std::string::npos) add(peft::peft_key(item.key()), item.value());
-  for (auto& [name, linear] : run.model->named_linears())
-    if (linear->bias.defined() && linear->bias.requires_grad())
-      add(peft::peft_bias_key(name + ".bias", linear->adapter() != nullptr), linear->bias);
-  st::write_file(dir + "/adapter_model.safetensors", views, {{"format", "pt"}});
-  peft::LoraOptions lo;
-  lo.target_modules = cfg.lora.target_modules;
-  const std::vector<std::string> modules = lo.resolved_targets();
-  nlohmann::json c = {{"peft_type", "LORA"}, {"task_type", "CAUSAL_LM"}, {"r", cfg.lora.r},
-                      {"lora_alpha", cfg.lora.alpha}, {"lora_dropout", cfg.lora.dropout},
-                      {"target_modules", modules}, {"bias", cfg.lora.bias}, {"use_rslora", cfg.lora.use_rslora},
-                      {"fan_in_fan_out", false}, {"inference_mode", true},
-                      {"base_model_name_or_path", fs::absolute(cfg.model.path).string()}};
-  std::ofstream(dir + "/adapter_config.json") << c.dump(2) << "\n";
+  peft::write_adapter(*run.model, adapter_spec(cfg), dir, fs::absolute(cfg.model.path).string());
 }
 
 }  // namespace
 
+peft::AdapterSpec adapter_spec(const TrainConfig& cfg) {
+  peft::AdapterSpec s;
+  s.method = cfg.method.name;
+  s.lora = {cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.use_rslora, cfg.lora.target_modules};
+  s.lora.use_dora = cfg.method.name == "dora";
+  s.bias = cfg.lora.bias;
+  s.ia3 = {cfg.ia3.target_modules, cfg.ia3.feedforward_modules};
+  s.nf4.block = cfg.qlora.block;
+  s.nf4.double_quant = cfg.qlora.double_quant;
+  s.prefix.num_virtual_tokens = cfg.prefix.num_virtual_tokens;
+  for (const auto& [name, r] : parse_pattern(cfg.lora.rank_pattern, "lora.rank_pattern"))
+    s.lora.rank_pattern.emplace_back(name, int64_t(r));
+  s.lora.alpha_pattern = parse_pattern(cfg.lora.alpha_pattern, "lora.alpha_pattern");
+  s.init_from = cfg.method.adapter;
+  // Continuing: the adapter's own options, so that the export describes what trained.
+  return s.init_from.empty() ? s : peft::continued_spec(s);
+}
+
 void export_model(const TrainConfig& cfg, Run& run, Rank& rank, const std::string& dir) {
   if (cfg.method.name == "full") export_full(cfg, run, rank, dir);
-  else export_lora(cfg, run, rank, dir);
+  else export_adapter(cfg, run, rank, dir);
   rank.comm->barrier();
 }
 

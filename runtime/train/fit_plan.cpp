@@ -173,8 +173,8 @@ std::optional<Candidate> four_bit_base(const PlanOptions& o) {
   PlanOptions c = o;
   c.method = "qlora";
   c.offload = false;
-  Suggestion s{"QLoRA: LoRA on a 4-bit NF4 base (ftune train cannot run it yet)", "--method qlora",
-               "(no train key yet)", false};
+  Suggestion s{"QLoRA: LoRA on a 4-bit NF4 base (another method: adapters on a frozen base)",
+               "--method qlora", "method.name = \"qlora\"", false};
   return Candidate{c, s};
 }
 
@@ -209,11 +209,11 @@ std::vector<Suggestion> suggest(const model::ModelConfig& cfg, const PlanOptions
     if (s.total < current) out.push_back(s);  // only what helps
   }
   if (any_fits) return out;
-  // Nothing alone is enough: every supported memory saving at once (then more GPUs on top).
+  // Nothing alone is enough: every saving that keeps the method at once (then more GPUs on top).
   PlanOptions all = o;
   std::string change, flag, key;
   for (auto& [opts, s] : singles) {
-    if (!s.supported || s.flag.rfind("--gpus", 0) == 0) continue;
+    if (!s.same_method || s.flag.rfind("--gpus", 0) == 0) continue;
     all.micro_batch = std::min(all.micro_batch, opts.micro_batch);
     if (opts.activation_checkpointing == "on") all.activation_checkpointing = "on";
     all.offload = all.offload || opts.offload;
@@ -325,7 +325,7 @@ nlohmann::json plan_json(const PlanResult& r) {
                               {"headroom", m.headroom}};
   nlohmann::json suggestions = nlohmann::json::array();
   for (const auto& s : r.suggestions)
-    suggestions.push_back({{"change", s.change}, {"flag", s.flag}, {"key", s.key}, {"supported", s.supported},
+    suggestions.push_back({{"change", s.change}, {"flag", s.flag}, {"key", s.key}, {"same_method", s.same_method},
                            {"total_bytes", s.total}, {"fits", s.fits}});
   const PlanOptions& o = r.options;
   return {{"model", r.model},

@@ -68,7 +68,9 @@ struct Suggestion {
   std::string change;  // in words: "activation checkpointing on every layer"
   std::string flag;    // for `ftune plan`: "--activation-checkpointing on"
   std::string key;     // for the run config: "train.activation_checkpointing = on"
-  bool supported = true;  // false: `ftune train` cannot run it yet (qlora)
+  // false: the change swaps the method (qlora for a full fine-tune or LoRA), so it is offered
+  // alone and never folded into the all-at-once suggestion.
+  bool same_method = true;
   int64_t total = 0;   // [bytes] per GPU with this change
   bool fits = false;
 };

@@ -102,7 +102,7 @@ StepResult train_step(const TrainConfig& cfg, Run& run, Rank& rank, data::TokenS
   const double data_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int64_t targets = all_sum_i64(*rank.comm, b.target_tokens);
   const int64_t micro = cfg.train.micro_batch > 0 ? cfg.train.micro_batch : b.rows;
-  const bool dropout = cfg.method.name == "lora" && cfg.lora.dropout > 0;
+  const bool dropout = uses_lora(cfg.method.name) && cfg.lora.dropout > 0;
   // Summed on the device: one host sync per step (below), not one per micro-batch.
   at::Tensor loss_sum = at::zeros({}, at::TensorOptions(at::kFloat).device(rank.device));
   for (int64_t r0 = 0; r0 < b.rows; r0 += micro) {

@@ -26,7 +26,7 @@ void validate_sections(const TrainConfig& c) {
   require(!c.model.path.empty(), "model.path is empty: give the model directory (--model DIR)");
   require_choice("precision.compute", c.precision.compute, {"float32", "bfloat16"});
   require_choice("precision.reduce", c.precision.reduce, {"float32", "bfloat16"});
-  require_choice("method.name", c.method.name, {"full", "lora"});
+  require_choice("method.name", c.method.name, {"full", "lora", "dora", "qlora", "ia3", "prefix"});
   require_choice("method.shard", c.method.shard, {"auto", "sharded", "replicated"});
   require_choice("lora.bias", c.lora.bias, {"none", "all", "lora_only"});
   require_choice("optim.name", c.optim.name, {"adamw", "sgd"});
@@ -46,6 +46,14 @@ void validate_sections(const TrainConfig& c) {
   require(c.lora.alpha > 0, "lora.alpha must be positive");
   require(c.lora.dropout >= 0 && c.lora.dropout < 1, "lora.dropout must be in [0, 1)");
   require(!c.lora.target_modules.empty(), "lora.target_modules is empty: name the projections, or all-linear");
+  for (const auto& [name, r] : parse_pattern(c.lora.rank_pattern, "lora.rank_pattern"))
+    require(r == std::floor(r), "lora.rank_pattern: the rank of " + name + " must be a whole number");
+  parse_pattern(c.lora.alpha_pattern, "lora.alpha_pattern");
+  require(c.prefix.num_virtual_tokens >= 1, "prefix.num_virtual_tokens must be at least 1 (got " +
+                                                str(c.prefix.num_virtual_tokens) + ")");
+  require(!c.ia3.target_modules.empty(), "ia3.target_modules is empty: name the projections");
+  require(c.qlora.block >= 16 && (c.qlora.block & (c.qlora.block - 1)) == 0,
+          "qlora.block = " + str(c.qlora.block) + " must be a power of two, at least 16 (bitsandbytes: 64)");
   require(c.optim.lr > 0, "optim.lr must be positive");
   require(c.optim.weight_decay >= 0, "optim.weight_decay must be >= 0");
   require(c.optim.beta1 >= 0 && c.optim.beta1 < 1 && c.optim.beta2 >= 0 && c.optim.beta2 < 1,
@@ -78,8 +86,14 @@ void validate_across(const TrainConfig& c, int world_size) {
   require(c.method.name != "full" || c.method.shard == "auto",
           "method.shard = " + c.method.shard + " is for LoRA's frozen base; full fine-tuning always "
           "shards: remove method.shard");
-  require(c.method.name == "lora" || c.lora.bias == "none",
-          "lora.bias = " + c.lora.bias + " applies to method.name = lora (full fine-tuning trains every bias)");
+  require(uses_lora(c.method.name) || c.lora.bias == "none",
+          "lora.bias = " + c.lora.bias + " applies to method.name = lora, dora or qlora (full fine-tuning "
+          "trains every bias)");
+  require(c.method.adapter.empty() || c.method.name != "full",
+          "method.adapter continues training an adapter: set method.name to lora, dora, qlora, ia3 or prefix");
+  require(c.method.name != "qlora" || c.method.shard != "sharded",
+          "method.shard = sharded: qlora's 4-bit base is held whole on every rank (0.5 bytes per "
+          "weight); use method.shard = auto or replicated");
   require(!c.optim.offload || (c.method.name == "full" && c.optim.name == "adamw"),
           "optim.offload = true is for method.name = full with optim.name = adamw (LoRA's state is small)");
   const int64_t rows = c.data.global_batch / world_size;
@@ -90,6 +104,27 @@ void validate_across(const TrainConfig& c, int world_size) {
 }
 
 }  // namespace
+
+std::vector<std::pair<std::string, double>> parse_pattern(const std::vector<std::string>& items,
+                                                          const std::string& key) {
+  std::vector<std::pair<std::string, double>> out;
+  for (const auto& item : items) {
+    const size_t eq = item.find('=');
+    double v = 0;
+    size_t used = 0;
+    try {
+      if (eq != std::string::npos) v = std::stod(item.substr(eq + 1), &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (eq == std::string::npos || eq == 0 || used == 0 || used != item.size() - eq - 1 || !(v > 0))
+      throw Error(key + ": '" + item + "' is not NAME=VALUE with a positive value (e.g. down_proj=4)");
+    out.emplace_back(item.substr(0, eq), v);
+  }
+  return out;
+}
+
+bool uses_lora(const std::string& m) { return m == "lora" || m == "dora" || m == "qlora"; }
 
 int64_t warmup_steps(const ScheduleSection& s, int64_t steps) {
   if (s.warmup_ratio > 0) return int64_t(std::ceil(s.warmup_ratio * double(steps)));

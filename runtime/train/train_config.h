@@ -35,11 +35,16 @@ struct PrecisionSection {
 };
 
 struct MethodSection {
-  std::string name = "full";   // full | lora
+  std::string name = "full";   // full | lora | dora | qlora | ia3 | prefix
   std::string shard = "auto";  // auto | sharded | replicated (the frozen base, LoRA)
+  std::string adapter;         // a PEFT adapter directory to continue training
   template <class F>
   void fields(F&& f) {
-    f("name", name, "full (all weights, sharded FSDP-style) or lora (adapters on a frozen base)");
+    f("adapter", adapter, "start from this PEFT adapter directory (continue training): its rank, "
+                          "alpha, patterns and target modules replace the [lora] / [ia3] ones");
+    f("name", name, "full (all weights, sharded FSDP-style), lora, dora (LoRA with a learned "
+                    "magnitude), qlora (LoRA on a 4-bit NF4 base), ia3 (learned rescaling vectors) or "
+                    "prefix (trained virtual keys and values in every layer)");
     f("shard", shard, "lora's frozen base: replicated on every rank, sharded, or auto (replicated)");
   }
 };
@@ -51,6 +56,8 @@ struct LoraSection {
   bool use_rslora = false;
   std::vector<std::string> target_modules = {"q_proj", "k_proj", "v_proj", "o_proj"};
   std::string bias = "none";  // none | all | lora_only
+  std::vector<std::string> rank_pattern;   // "down_proj=4", "layers.0.self_attn.q_proj=8"
+  std::vector<std::string> alpha_pattern;  // "q_proj=16"
   template <class F>
   void fields(F&& f) {
     f("r", r, "LoRA rank");
@@ -60,6 +67,40 @@ struct LoraSection {
     f("target_modules", target_modules, "projections that get adapters (q_proj ... down_proj, or all-linear)");
     f("bias", bias, "biases that train beside the adapters: none, all, or lora_only (those of "
                     "the adapted projections); as PEFT's bias option");
+    f("rank_pattern", rank_pattern, "per-module ranks, NAME=R: NAME is a module name or its end "
+                                    "(down_proj, layers.0.self_attn.q_proj); the first match wins");
+    f("alpha_pattern", alpha_pattern, "per-module alphas, NAME=ALPHA, matched as lora.rank_pattern");
+  }
+};
+
+struct Ia3Section {
+  std::vector<std::string> target_modules = {"k_proj", "v_proj", "down_proj"};
+  std::vector<std::string> feedforward_modules = {"down_proj"};
+  template <class F>
+  void fields(F&& f) {
+    f("target_modules", target_modules, "projections that get IA3 vectors (PEFT's Llama default: "
+                                        "k_proj v_proj down_proj)");
+    f("feedforward_modules", feedforward_modules, "targets whose input (not output) is rescaled");
+  }
+};
+
+struct PrefixSection {
+  int64_t num_virtual_tokens = 20;
+  template <class F>
+  void fields(F&& f) {
+    f("num_virtual_tokens", num_virtual_tokens, "virtual tokens whose keys and values every layer "
+                                                "attends to before the sequence");
+  }
+};
+
+struct QloraSection {
+  int64_t block = 64;         // [weights] per absmax
+  bool double_quant = true;   // absmax values quantised to 8 bits in blocks of 256
+  template <class F>
+  void fields(F&& f) {
+    f("block", block, "NF4 block size: weights per absmax (bitsandbytes: 64)");
+    f("double_quant", double_quant, "quantise the absmax values to 8 bits (blocks of 256), as "
+                                    "bitsandbytes' bnb_4bit_use_double_quant");
   }
 };
 
@@ -185,6 +226,9 @@ struct TrainConfig {
   PrecisionSection precision;
   MethodSection method;
   LoraSection lora;
+  Ia3Section ia3;
+  QloraSection qlora;
+  PrefixSection prefix;
   data::ReaderConfig data;
   LoopSection train;
   OptimSection optim;
@@ -194,6 +238,14 @@ struct TrainConfig {
   LogSection log;
   std::string resolved_toml;  // the whole config as run (written to OUT/config.toml); not a key
 };
+
+// "NAME=VALUE" items of lora.rank_pattern / lora.alpha_pattern, in order; throws ftune::Error
+// naming `key` when an item has no '=' or a value that is not a positive number.
+std::vector<std::pair<std::string, double>> parse_pattern(const std::vector<std::string>& items,
+                                                          const std::string& key);
+
+// Whether the method trains LoRA adapters (lora, dora, qlora): the [lora] section applies.
+bool uses_lora(const std::string& method);
 
 // The learning rate of step `step` (0-based) out of `steps`.
 double learning_rate(const OptimSection& optim, const ScheduleSection& schedule, int64_t step,

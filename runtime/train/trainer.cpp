@@ -20,6 +20,7 @@
 #include "runtime/checkpoint/hf_checkpoint.h"
 #include "runtime/comm/factory.h"
 #include "runtime/comm/world.h"
+#include "runtime/peft/bnb4bit.h"
 #include "runtime/peft/lora.h"
 #include "runtime/shard_model.h"
 #include "runtime/train/checkpoint.h"
@@ -108,15 +109,13 @@ Run build_model(const TrainConfig& cfg, Rank& rank) {
     run.engine = model::shard_model(*run.model, *rank.comm, nullptr, o, /*take_weights=*/false);
     model::load_shards(*run.engine, cfg.model.path);
   } else {
-    peft::LoraOptions lo{cfg.lora.r, cfg.lora.alpha, cfg.lora.dropout, cfg.lora.use_rslora,
-                         cfg.lora.target_modules};
-    lo.resolved_targets();  // an unknown module is refused before the base loads
+    const peft::AdapterSpec spec = adapter_spec(cfg);
+    spec.check();  // an unknown module is refused before the base loads
     const bool sliced = cfg.method.shard == "sharded";
     o.mode = sliced ? sharding::ShardMode::frozen_sharded : sharding::ShardMode::frozen_replicated;
-    run.model = model::load_model(cfg.model.path,
-                                  at::TensorOptions(sliced ? at::kFloat : o.compute_dtype).device(rank.device));
-    peft::attach_lora(*run.model, lo, uint64_t(cfg.train.seed));
-    const size_t biases = peft::train_biases(*run.model, cfg.lora.bias);
+    run.model = peft::load_base(cfg.model.path,
+                                at::TensorOptions(sliced ? at::kFloat : o.compute_dtype).device(rank.device));
+    const size_t biases = peft::attach_adapters(*run.model, spec, uint64_t(cfg.train.seed));
     if (cfg.lora.bias != "none" && biases == 0 && rank.root())
       std::fprintf(stderr, "[train] note: lora.bias = %s, but this model's %s have no biases\n",
                    cfg.lora.bias.c_str(), cfg.lora.bias == "all" ? "projections" : "adapted projections");

@@ -125,9 +125,10 @@ TEST_F(TrainE2E, ACrashDuringACheckpointKeepsThePreviousOne) {
 
 TEST_F(TrainE2E, BadSettingsAreNamedBeforeAnyWork) {
   auto r = run_ftune("train --model.path " + shell_quote(tmp_.file("base")) + " --data.shards " +
-                     shell_quote(tmp_.file("shards")) + " --method.name qlora");
+                     shell_quote(tmp_.file("shards")) + " --method.name qlor");
   EXPECT_NE(r.exit_code, 0);
-  EXPECT_NE(r.output.find("method.name = 'qlora' is not one of: full, lora"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("method.name = 'qlor' is not one of: full, lora, dora, qlora, ia3, prefix"), std::string::npos)
+      << r.output;
   r = run_ftune("train --model.path " + shell_quote(tmp_.file("base")) + " --data.shards " +
                 shell_quote(tmp_.file("shards")) + " --data.global_batch 8 --train.micro_batch 3");
   EXPECT_NE(r.exit_code, 0);
