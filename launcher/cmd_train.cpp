@@ -31,6 +31,7 @@ void add_train_sections(cli::Command& cmd, train::TrainConfig* cfg) {
   cli::add_section(cmd.app, cmd.sections, "eval", cfg->eval);
   cli::add_section(cmd.app, cmd.sections, "checkpoint", cfg->checkpoint, no, {{"resume", "resume"}});
   cli::add_section(cmd.app, cmd.sections, "log", cfg->log);
+  cli::add_section(cmd.app, cmd.sections, "comm", cfg->comm);
 }
 
 void register_train_command(CLI::App& root, cli::CommandSet& commands) {

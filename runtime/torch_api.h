@@ -19,7 +19,7 @@
 namespace ftune::model {
 
 // Bump when a field of TorchApi or of the structs it takes changes.
-constexpr uint32_t kTorchApiVersion = 5;
+constexpr uint32_t kTorchApiVersion = 6;
 
 struct TorchApi {
   uint32_t version;   // kTorchApiVersion of the library's build

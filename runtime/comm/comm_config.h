@@ -18,7 +18,7 @@ struct CommConfig {
   void fields(F&& f) {
     f("backend", backend, "collectives: auto (mpi for several ranks, else local), local, mpi, nccl");
     f("startup_timeout_s", startup_timeout_s, "seconds a collective may take while the job starts");
-    f("step_timeout_s", step_timeout_s, "seconds a collective may take during training before the job is aborted");
+    f("step_timeout_s", step_timeout_s, "seconds a collective may take in a step (training, or a data tool tick) before the job is aborted, naming the ranks that did not arrive");
     f("save_timeout_s", save_timeout_s, "seconds a collective may take around checkpoint writes");
   }
 

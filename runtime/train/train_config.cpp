@@ -151,6 +151,7 @@ bool improves(const EvalSection& eval, double value, std::optional<double> best)
 
 void validate(const TrainConfig& c, int world_size) {
   validate_sections(c);
+  c.comm.validate();
   c.data.validate(world_size);
   validate_across(c, world_size);
 }

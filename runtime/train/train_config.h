@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "data/reader/reader_config.h"
+#include "runtime/comm/comm_config.h"
 
 namespace ftune::train {
 
@@ -236,6 +237,7 @@ struct TrainConfig {
   EvalSection eval;
   CheckpointSection checkpoint;
   LogSection log;
+  comm::CommConfig comm;  // backend and the timeouts after which a hung rank ends the job
   std::string resolved_toml;  // the whole config as run (written to OUT/config.toml); not a key
 };
 

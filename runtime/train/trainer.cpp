@@ -57,7 +57,8 @@ Rank setup_rank(const TrainConfig& cfg) {
   } else if (cfg.model.device != "cpu") {
     throw Error("model.device = '" + cfg.model.device + "' is not cpu or cuda");
   }
-  r.comm = comm::make_communicator(backend, r.world, comm::Timeouts{});
+  if (cfg.comm.backend != "auto") backend = cfg.comm.backend;
+  r.comm = comm::make_communicator(backend, r.world, cfg.comm.timeouts());
   if (r.device.is_cuda()) r.comm->set_compute_stream(c10::cuda::getCurrentCUDAStream().stream());
   comm::print_placement(r.world, *r.comm);
   run_startup_checks(cfg, r.world, *r.comm, r.gpu);

@@ -99,6 +99,8 @@ TEST(TrainValidate, EachRuleNamesTheKeyToChange) {
       {[](TrainConfig& c) { c.checkpoint.keep = 0; }, "checkpoint.keep must be at least 1"},
       {[](TrainConfig& c) { c.log.every = 0; }, "log.every must be at least 1"},
       {[](TrainConfig& c) { c.log.time_every = -1; }, "log.time_every must be >= 0"},
+      {[](TrainConfig& c) { c.comm.backend = "gloo"; }, "comm.backend: \"gloo\" is not auto, local, mpi or nccl"},
+      {[](TrainConfig& c) { c.comm.step_timeout_s = 0; }, "comm.step_timeout_s: must be a positive number of seconds"},
       // Across sections.
       {[](TrainConfig& c) { c.eval.patience = 3; c.eval.every = 10; },
        "eval.patience = 3 needs a validation split: set data.val_fraction or data.val_shards"},
