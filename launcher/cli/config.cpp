@@ -63,17 +63,7 @@ std::string scalar_text(const toml::node& node) {
               " (use a string, number, boolean or array)");
 }
 
-// What a type name of CLI11's means to someone writing a TOML file.
-std::string expected_value(const CLI::Option* opt) {
-  const std::string t = opt->get_type_name();
-  const bool list = opt->get_expected_max() > 1;
-  if (t.find("INT") != std::string::npos) return list ? "integers" : "an integer";
-  if (t.find("FLOAT") != std::string::npos) return list ? "numbers" : "a number";
-  if (opt->get_expected_min() == 0 || t.find("BOOLEAN") != std::string::npos) return "true or false";
-  return list ? "strings" : "a string";
-}
-
-
+// What an option takes, from CLI11's type name: for checking TOML values and for messages.
 enum class Kind { boolean, integer, number, string };
 
 Kind kind_of(const CLI::Option* opt) {
@@ -82,6 +72,18 @@ Kind kind_of(const CLI::Option* opt) {
   if (t.find("INT") != std::string::npos) return Kind::integer;
   if (t.find("FLOAT") != std::string::npos) return Kind::number;
   return Kind::string;
+}
+
+// What that means to someone writing a TOML file.
+std::string expected_value(const CLI::Option* opt) {
+  const bool list = opt->get_expected_max() > 1;
+  switch (kind_of(opt)) {
+    case Kind::boolean: return "true or false";
+    case Kind::integer: return list ? "integers" : "an integer";
+    case Kind::number: return list ? "numbers" : "a number";
+    case Kind::string: break;
+  }
+  return list ? "strings" : "a string";
 }
 
 bool matches(Kind kind, const toml::node& n) {

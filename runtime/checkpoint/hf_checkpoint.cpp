@@ -99,11 +99,13 @@ void load_weights(CausalLM& model, const std::string& dir) {
   at::NoGradGuard no_grad;
   for (auto& [name, p] : params) {
     const st::TensorInfo& info = ckpt.info(name);
-    // Zero-copy view of the mapped bytes; copy_ converts dtype and moves to p's device.
-    void* bytes = const_cast<uint8_t*>(ckpt.file_of(name).data(info));
-    at::Tensor src = at::from_blob(bytes, info.shape, at::TensorOptions(to_scalar_type(info.dtype)));
-    p.copy_(src);
+    p.copy_(view_tensor(ckpt.file_of(name), info));  // converts dtype, moves to p's device
   }
+}
+
+at::Tensor view_tensor(const st::SafetensorsFile& file, const st::TensorInfo& info) {
+  return at::from_blob(const_cast<uint8_t*>(file.data(info)), info.shape,
+                       at::TensorOptions(to_scalar_type(info.dtype)));
 }
 
 std::shared_ptr<CausalLM> load_model(const std::string& dir, const torch::TensorOptions& options) {

@@ -19,6 +19,10 @@ st::DType to_st_dtype(at::ScalarType dtype);
 at::ScalarType parse_scalar_type(const std::string& hf_name);  // "bfloat16" -> at::kBFloat16
 std::string hf_dtype_name(at::ScalarType dtype);                // at::kBFloat16 -> "bfloat16"
 
+// A tensor viewing one entry's bytes in `file` (no copy: valid while the file stays open; copy_
+// or clone it to keep the values).
+at::Tensor view_tensor(const st::SafetensorsFile& file, const st::TensorInfo& info);
+
 // Copies every base tensor of `model` from the checkpoint in `dir` (model.safetensors or an
 // index with shards), converting dtypes. Throws one ftune::Error naming every missing tensor,
 // or every tensor whose shape differs. A tied head needs no `lm_head.weight` (and ignores one

@@ -14,8 +14,7 @@ namespace {
 
 at::Tensor read(const st::Checkpoint& ckpt, const std::string& name) {
   const st::TensorInfo& info = ckpt.info(name);  // throws naming the tensor
-  void* bytes = const_cast<uint8_t*>(ckpt.file_of(name).data(info));
-  return at::from_blob(bytes, info.shape, at::TensorOptions(model::to_scalar_type(info.dtype))).clone();
+  return model::view_tensor(ckpt.file_of(name), info).clone();
 }
 
 // Gives a meta parameter real (uninitialised) memory of `sizes` without changing its identity.

@@ -151,19 +151,23 @@ std::string peft_bias_key(const std::string& name, bool adapted) {
 
 namespace {
 
+// Copies entry `key` of an adapter file into dst, refusing another shape; `what` says where
+// the model's shape comes from.
+void copy_entry(const st::SafetensorsFile& file, const st::TensorInfo& info, const std::string& key,
+                at::Tensor dst, const std::string& what) {
+  at::Tensor src = model::view_tensor(file, info);
+  if (src.sizes() != dst.sizes())
+    throw Error(file.path() + ": " + key + " has shape " + c10::str(src.sizes()) + " but " + what + " " +
+                c10::str(dst.sizes()));
+  dst.copy_(src);
+}
+
 // The biases an adapter directory trained (PEFT's bias = all | lora_only) into their modules.
 void load_adapter_biases(model::CausalLM& model, const st::SafetensorsFile& file) {
   for (auto& [name, linear] : model.named_linears()) {
     if (!linear->bias.defined()) continue;
     const std::string key = peft_bias_key(name + ".bias", linear->adapter() != nullptr);
-    const st::TensorInfo* info = file.find(key);
-    if (info == nullptr) continue;
-    at::Tensor src = at::from_blob(const_cast<uint8_t*>(file.data(*info)), info->shape,
-                                   at::TensorOptions(model::to_scalar_type(info->dtype)));
-    if (src.sizes() != linear->bias.sizes())
-      throw Error(file.path() + ": " + key + " has shape " + c10::str(src.sizes()) + " but the model's is " +
-                  c10::str(linear->bias.sizes()));
-    linear->bias.copy_(src);
+    if (const st::TensorInfo* info = file.find(key)) copy_entry(file, *info, key, linear->bias, "the model's is");
   }
 }
 
@@ -189,12 +193,7 @@ void load_adapter_tensors(model::CausalLM& model, const std::string& dir, const 
     const std::string key = peft_key(name);
     const st::TensorInfo* info = file->find(key);
     if (info == nullptr) throw Error(file->path() + ": no tensor " + key);
-    at::Tensor src = at::from_blob(const_cast<uint8_t*>(file->data(*info)), info->shape,
-                                   at::TensorOptions(model::to_scalar_type(info->dtype)));
-    if (src.sizes() != item.value().sizes())
-      throw Error(file->path() + ": " + key + " has shape " + c10::str(src.sizes()) + " but " + what +
-                  " and the model give " + c10::str(item.value().sizes()));
-    item.value().copy_(src);
+    copy_entry(*file, *info, key, item.value(), what + " and the model give");
   }
   const nlohmann::ordered_json c = read_adapter_config(dir);
   if (c.value("bias", "none") != "none") load_adapter_biases(model, *file);

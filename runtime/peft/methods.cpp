@@ -58,9 +58,7 @@ void load_prefix_tensor(model::CausalLM& model, const std::string& dir) {
   auto file = st::SafetensorsFile::open(dir + "/adapter_model.safetensors");
   const st::TensorInfo* info = file->find("prompt_embeddings");
   if (info == nullptr) throw Error(file->path() + ": no tensor prompt_embeddings");
-  at::Tensor e = at::from_blob(const_cast<uint8_t*>(file->data(*info)), info->shape,
-                               at::TensorOptions(model::to_scalar_type(info->dtype)));
-  load_prompt_embeddings(model, e.to(at::kFloat), file->path());
+  load_prompt_embeddings(model, model::view_tensor(*file, *info).to(at::kFloat), file->path());
 }
 
 }  // namespace

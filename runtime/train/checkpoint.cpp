@@ -142,12 +142,20 @@ std::string save_checkpoint(const std::string& out_dir, const TrainState& state,
   return final_dir;
 }
 
-std::optional<std::string> best_checkpoint(const std::string& out_dir) {
-  const std::string root = out_dir + "/checkpoints";
-  std::ifstream in(root + "/best");
+namespace {
+
+// The complete checkpoint a pointer file (`latest`, `best`) under checkpoints/ names, if any.
+std::optional<std::string> pointed_checkpoint(const std::string& root, const char* pointer) {
+  std::ifstream in(root + "/" + pointer);
   std::string name;
   if (in >> name && fs::exists(fs::path(root) / name / kDoneFile)) return root + "/" + name;
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> best_checkpoint(const std::string& out_dir) {
+  return pointed_checkpoint(out_dir + "/checkpoints", "best");
 }
 
 std::optional<std::string> checkpoint_to_resume(const std::string& resume, const std::string& out_dir) {
@@ -159,9 +167,7 @@ std::optional<std::string> checkpoint_to_resume(const std::string& resume, const
     return resume;
   }
   const std::string root = out_dir + "/checkpoints";
-  std::ifstream latest(root + "/latest");
-  std::string name;
-  if (latest >> name && fs::exists(fs::path(root) / name / kDoneFile)) return root + "/" + name;
+  if (auto latest = pointed_checkpoint(root, "latest")) return latest;
   auto all = complete_checkpoints(root);  // `latest` missing or stale: the newest complete one
   if (all.empty()) return std::nullopt;
   return all.back();

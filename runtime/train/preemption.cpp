@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <thread>
+#include <utility>
 
 #include "common/error.h"
 
@@ -40,17 +41,14 @@ double test_step_sleep_s() {
 }  // namespace
 
 void install_stop_signals() {
-  struct sigaction sa {};
-  sa.sa_handler = on_stop_signal;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = SA_RESTART;  // a signal must not fail a read or an MPI poll with EINTR
-  sigaction(SIGUSR1, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
-  struct sigaction save {};
-  save.sa_handler = on_save_signal;
-  sigemptyset(&save.sa_mask);
-  save.sa_flags = SA_RESTART;
-  sigaction(SIGUSR2, &save, nullptr);
+  for (auto [sig, handler] : {std::pair{SIGUSR1, on_stop_signal}, std::pair{SIGTERM, on_stop_signal},
+                              std::pair{SIGUSR2, on_save_signal}}) {
+    struct sigaction sa {};
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;  // a signal must not fail a read or an MPI poll with EINTR
+    sigaction(sig, &sa, nullptr);
+  }
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGUSR1);
